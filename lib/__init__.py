@@ -1,0 +1,1 @@
+"""vxlan-conformance: all logic of the suite (the suites/ tests stay thin)."""
