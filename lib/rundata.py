@@ -1,0 +1,56 @@
+"""Everything one run gathered from the cluster, computed once and shared with every pytest-xdist worker.
+
+The controller gathers (lib.gather), writes this as one JSON file and hands its path to the workers
+(`workerinput`); workers only read it. Tests never open SSH sessions for data that is in here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib.cluster_view import Advertised
+from lib.facts import NodeFacts
+
+
+@dataclass
+class RunData:
+    inventory_path: str
+    started: str                               # ISO 8601 UTC
+    nodes: list[str]                           # checked hosts (after --limit), inventory order
+    addresses: dict[str, str]                  # host -> node address (access_ip > ip > ansible_host)
+    overlay: dict[str, Any]                    # the vxlan_* settings in force
+    facts: dict[str, NodeFacts] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)     # host -> one-line reason
+    view_source: str = "none"
+    view: dict[str, Advertised] = field(default_factory=dict)     # host -> what the overlay advertises
+    view_error: str | None = None
+    view_unmatched: list[Advertised] = field(default_factory=list)  # advertised, matching no host
+    mesh: dict[str, dict[str, Any]] = field(default_factory=dict)  # "A->B" -> PairEvidence dict
+    mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
+    mesh_error: str | None = None
+    mesh_excluded: dict[str, str] = field(default_factory=dict)   # host -> why it could not take part
+    options: dict[str, Any] = field(default_factory=dict)         # run options the checks depend on
+    timings: dict[str, float] = field(default_factory=dict)       # phase -> seconds
+
+    def save(self, path: Path) -> None:
+        data = asdict(self)
+        data["facts"] = {host: facts.to_dict() for host, facts in self.facts.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunData:
+        data = json.loads(Path(path).read_text())
+        data["facts"] = {host: NodeFacts.from_dict(d) for host, d in data["facts"].items()}
+        data["view"] = {host: Advertised.from_dict(d) for host, d in data["view"].items()}
+        data["view_unmatched"] = [Advertised.from_dict(d) for d in data["view_unmatched"]]
+        return cls(**data)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every directed pair of checked nodes, sender first."""
+        return [(a, b) for a in self.nodes for b in self.nodes if a != b]

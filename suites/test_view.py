@@ -1,0 +1,16 @@
+"""The cluster view (kubectl annotations or flannel etcd leases) is usable and matches the inventory."""
+
+import pytest
+
+from lib.checks import view
+from lib.results import enforce
+
+pytestmark = pytest.mark.cluster
+
+
+def test_cluster_view(request, run):
+    enforce(request, view.available(run))
+
+
+def test_view_nodes_known(request, run):
+    enforce(request, view.no_unknown_nodes(run))

@@ -1,0 +1,28 @@
+"""VTEP per node: unique MAC (seed 000), MAC as advertised, local address, VNI/port/learning, MTU."""
+
+import pytest
+
+from lib.checks import vtep
+from lib.results import enforce
+
+pytestmark = pytest.mark.node
+
+
+def test_vtep_mac_unique(request, run, node):
+    enforce(request, vtep.mac_unique(run, node))
+
+
+def test_vtep_mac_advertised(request, run, node):
+    enforce(request, vtep.mac_advertised(run, node))
+
+
+def test_vtep_local(request, run, node):
+    enforce(request, vtep.local_address(run, node))
+
+
+def test_vtep_config(request, run, node):
+    enforce(request, vtep.config_consistent(run, node))
+
+
+def test_vtep_mtu(request, run, node):
+    enforce(request, vtep.mtu(run, node))

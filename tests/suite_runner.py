@@ -1,0 +1,41 @@
+"""Run the suite exactly as a user does (`pytest -n auto --inventory PATH`, a subprocess) and read what it
+wrote. Used by the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAB_INSTANCE = int(os.environ.get("VXLAB_TEST_INSTANCE", "1"))
+
+
+@dataclass
+class SuiteRun:
+    exit_code: int
+    output: str
+    summary: dict[str, Any] | None
+    reports: Path
+
+    def failures(self) -> set[tuple[str, str]]:
+        """(subject, code) of every failed or errored result."""
+        assert self.summary is not None, f"no summary.json; output:\n{self.output[-3000:]}"
+        return {(r["subject"], code) for r in self.summary["results"]
+                if r["status"] in ("failed", "error") for code in (r["codes"] or ["(none)"])}
+
+
+def run_suite(inventory: Path | str, reports: Path, *args: str, workers: str = "auto",
+              timeout: float = 600, cwd: Path = PROJECT_ROOT) -> SuiteRun:
+    command = [sys.executable, "-m", "pytest", "-n", workers, "--inventory", str(inventory),
+               "--reports-dir", str(reports), "-p", "no:cacheprovider", *args]
+    if workers == "0":
+        command[3:5] = ["-p", "no:xdist"]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    summary_path = reports / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    return SuiteRun(proc.returncode, proc.stdout + proc.stderr, summary, reports)

@@ -1,0 +1,58 @@
+"""`--inventory PATH` as users type it: with a space or `=`, and a path outside the project. pytest picks
+its rootdir before plugins load; the plugin must still find the project's pytest.ini."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.suite_runner import PROJECT_ROOT, run_suite
+
+REFUSED = """all:
+  vars:
+    vxlan_cluster_view: none
+    vxlan_host_key_policy: off
+  hosts:
+    n1: {ansible_host: 127.0.0.1, ansible_port: 1}
+"""
+
+
+@pytest.fixture
+def outside(tmp_path_factory):
+    """An inventory outside the project whose only node refuses connections (loopback, port 1)."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    (folder / "hosts.yaml").write_text(REFUSED)
+    return folder / "hosts.yaml"
+
+
+@pytest.mark.parametrize("form", ["space", "equals"])
+def test_inventory_outside_project_both_forms(outside, tmp_path, form):
+    reports = tmp_path / "reports"
+    args = ["--inventory", str(outside)] if form == "space" else [f"--inventory={outside}"]
+    command = [sys.executable, "-m", "pytest", "-n", "2", *args, "--reports-dir", str(reports),
+               "-p", "no:cacheprovider", "suites/test_access.py", "--connect-timeout", "2"]
+    proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert "unrecognized arguments" not in out
+    assert f"rootdir: {PROJECT_ROOT}" in out and "configfile: pytest.ini" in out, out[-2000:]
+    assert proc.returncode == 1, out[-2000:]
+    summary = (reports / "summary.json").read_text()
+    assert '"NODE_UNREACHABLE"' in summary and "connection refused" in summary
+
+
+def test_missing_inventory_is_usage_error(tmp_path):
+    result = run_suite(tmp_path / "nope.yaml", tmp_path / "reports", "suites/test_access.py", workers="0")
+    assert result.exit_code == 4
+    lines = [line for line in result.output.splitlines() if line.startswith("ERROR")]
+    assert len(lines) == 1 and "nope.yaml" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_inventory_line_is_usage_error(tmp_path):
+    bad = tmp_path / "site.ini"
+    bad.write_text("[kube_node]\nnode[3:1]\n")
+    result = run_suite(bad, tmp_path / "reports", "suites/test_access.py", workers="0")
+    assert result.exit_code == 4 and "Traceback" not in result.output
+    assert f"{bad}:2" in result.output, result.output
