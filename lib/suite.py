@@ -4,13 +4,18 @@ NODE_UNREACHABLE; every other node's tests are unaffected."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from lib.cluster_view import Advertised
-from lib.facts import NodeFacts
+from lib.pytest_plugin import SUITES_DIR
 from lib.results import CheckResult, enforce
 from lib.rundata import RunData
 from lib.summary import check_and_subject
+
+
+def in_suites(path: Path) -> bool:
+    return SUITES_DIR in Path(path).resolve().parents
 
 
 def run_data(config: pytest.Config) -> RunData:
@@ -60,11 +65,3 @@ def _unreachable(request: pytest.FixtureRequest, subject: str, host: str, reason
     enforce(request, CheckResult(check=check, subject=subject, codes=("NODE_UNREACHABLE",),
                                  message=f"{host} could not be reached: {reason}",
                                  values={"node": host}))
-
-
-def facts_of(request: pytest.FixtureRequest) -> dict[str, NodeFacts]:
-    return run_data(request.config).facts
-
-
-def view_of(request: pytest.FixtureRequest) -> dict[str, Advertised]:
-    return run_data(request.config).view

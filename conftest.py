@@ -1,0 +1,30 @@
+"""Thin: the suite's session fixtures. Options and the once-per-run gathering are in the plugin
+(lib/pytest_plugin.py, lib/session.py); parametrization and fixture bodies are in lib/suite.py."""
+
+import pytest
+
+from lib import suite
+from lib.rundata import RunData
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if suite.in_suites(metafunc.definition.path):
+        suite.parametrize(metafunc)
+
+
+@pytest.fixture
+def node(request: pytest.FixtureRequest) -> str:
+    """An inventory host (the test is parametrized over every checked node)."""
+    return suite.node_fixture(request)
+
+
+@pytest.fixture
+def pair(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """A directed pair (sender, receiver) of checked nodes."""
+    return suite.pair_fixture(request)
+
+
+@pytest.fixture(scope="session")
+def run(request: pytest.FixtureRequest) -> RunData:
+    """Everything gathered once for this run (facts, view, mesh evidence)."""
+    return suite.run_data(request.config)
