@@ -571,6 +571,33 @@ class Connection:
             self._check_sudo(result)
         return result
 
+    def stream(self, command: str, *, limit: float, become: bool | None = None) -> Stream:
+        """Start `command` (a shell command line) and talk to it line by line: the node agent.
+
+        Bounded on the node by `limit` like every command; stderr is merged into stdout.
+        """
+        use_sudo = (self.target.become if become is None else become) and self.endpoint.user != "root"
+        script = _bounded(command, limit)
+        password = b""
+        if use_sudo:
+            secret = self.target.become_password or os.environ.get("VXLAN_BECOME_PASSWORD")
+            script = f"{SUDO_WITH_PASSWORD if secret else SUDO} -- {script}"
+            password = secret.encode() + b"\n" if secret else b""
+        client = self._hub.client(self.endpoint)
+        transport = client.get_transport()
+        assert transport is not None
+        try:
+            channel = transport.open_session(timeout=self.options.connect_timeout)
+            channel.set_combine_stderr(True)
+            channel.exec_command(script)
+            if password:
+                channel.sendall(password)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(self.target.name, "unreachable",
+                           f"{self.endpoint.where}: cannot start {_short(command)} "
+                           f"({_redact(str(exc), self.endpoint.secrets())})") from None
+        return Stream(self.target.name, channel)
+
     def _exec(self, script: str, payload: bytes, limit: float, shown: str) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + limit
         client = self._hub.client(self.endpoint)
@@ -676,6 +703,43 @@ class Connection:
             self._hub.close()
         elif not isinstance(self._endpoint, SSHError):
             self._hub.drop(self._endpoint)
+
+
+class Stream:
+    """A remote command that is still running: write to its stdin, read its output a line at a time."""
+
+    def __init__(self, host: str, channel: paramiko.Channel) -> None:
+        self.host = host
+        self._channel = channel
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._channel.sendall(data)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(self.host, "unreachable", f"{self.host}: lost the session while writing ({exc})") from None
+
+    def readline(self, timeout: float) -> str | None:
+        """The next line without its newline; None when `timeout` passes or the output ends first."""
+        deadline = time.monotonic() + timeout
+        channel = self._channel
+        while b"\n" not in self._buffer:
+            if channel.recv_ready():
+                self._buffer += channel.recv(_READ_CHUNK)
+                continue
+            left = deadline - time.monotonic()
+            if channel.eof_received or channel.closed or left <= 0:
+                return None
+            select.select([channel.fileno()], [], [], left)
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return line.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """End the command on the node if it still runs, then close the channel."""
+        if not self._channel.exit_status_ready():
+            Connection._kill_remote(self._channel)
+        self._channel.close()
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -1,0 +1,101 @@
+"""The mesh phase of a run: node agents on every node at once over SSH, evidence per directed pair.
+
+Runs once per run on the controller, after facts and view, and only when the datapath suite is
+selected. Which pairs: all (default), only those touching --new-nodes (the run after an expansion), or
+a deterministic sample (`--pairs sample:K`, every node sends to and receives from K peers).
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import time
+
+from lib.agent import python_command
+from lib.checks.access import usable_python
+from lib.checks.expect import device_ip, vtep_of
+from lib.gather import Progress
+from lib.inventory import Inventory
+from lib.mesh import MeshNode, build_plans, pair_evidence, run_mesh
+from lib.rundata import RunData
+from lib.ssh import Pool, Stream
+
+AGENT_DEADLINE_S = 40.0   # the agent leaves by itself after this, even if the SSH session is gone
+
+
+def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
+    """MeshNodes for the nodes the mesh can use, and why each other node cannot take part."""
+    nodes, excluded = [], {}
+    for host in run.nodes:
+        facts = run.facts.get(host)
+        if facts is None:
+            excluded[host] = "unreachable"
+            continue
+        python = usable_python(facts)
+        vtep_ip = device_ip(run, host)
+        if facts.device is None or vtep_ip is None:
+            excluded[host] = f"no VXLAN device {run.overlay['device']} with an address"
+            continue
+        if python is None:
+            excluded[host] = "no Python 2.7/3.6+ for the agent"
+            continue
+        underlay = facts.underlay.name if facts.underlay else facts.device.dev
+        nodes.append(MeshNode(name=host, address=run.addresses[host], underlay_if=underlay or "",
+                              vtep_ip=vtep_ip, vtep_mac=vtep_of(run, host).mac or facts.device.mac or "",
+                              device_mtu=facts.device.mtu or 1450,
+                              port=facts.device.port or int(run.overlay["port"]),
+                              vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
+                              python=python))
+    return nodes, excluded
+
+
+def select_pairs(names: list[str], new_nodes: list[str], mode: str, seed: int = 0) -> list[tuple[str, str]]:
+    """Directed pairs to probe, sender first."""
+    if new_nodes or mode == "new":
+        fresh = set(new_nodes)
+        return [(a, b) for a in names for b in names if a != b and (a in fresh or b in fresh)]
+    if mode.startswith("sample:"):
+        k = int(mode.split(":", 1)[1])
+        return sample_pairs(names, k, seed)
+    return [(a, b) for a in names for b in names if a != b]
+
+
+def sample_pairs(names: list[str], k: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Every node sends to k peers and receives from k peers: node i -> the k nodes after it in a
+    seeded random ring order. Deterministic for a seed."""
+    ring = sorted(names)
+    random.Random(seed).shuffle(ring)
+    k = min(k, len(ring) - 1)
+    n = len(ring)
+    return [(ring[i], ring[(i + step) % n]) for i in range(n) for step in range(1, k + 1)]
+
+
+def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: Progress) -> None:
+    if not run.options.get("mesh"):
+        return
+    start = time.perf_counter()
+    nodes, excluded = mesh_nodes(run)
+    names = [n.name for n in nodes]
+    pairs = select_pairs(names, run.options.get("new_nodes", []), run.options.get("pairs", "all"))
+    run.mesh_pairs = [f"{a}->{b}" for a, b in select_pairs(run.nodes, run.options.get("new_nodes", []),
+                                                             run.options.get("pairs", "all"))]
+    run.mesh_excluded = excluded
+    if excluded:
+        progress("mesh: left out " + ", ".join(f"{h} ({why})" for h, why in excluded.items()))
+    if not pairs:
+        run.mesh_error = "no node pair can be probed" + (f" ({len(excluded)} nodes left out)" if excluded else "")
+        return
+    progress(f"mesh: {len(pairs)} directed pairs, {len(nodes)} agents")
+    plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), AGENT_DEADLINE_S)
+    by_name = {n.name: n for n in nodes}
+
+    def launch(name: str) -> Stream:
+        command = shlex.join(python_command(by_name[name].python))
+        return pool.connection(name).stream(command, limit=AGENT_DEADLINE_S + 5)
+
+    reports = run_mesh(plans, launch, timeout_s=min(AGENT_DEADLINE_S - 5, 15 + len(nodes) * 0.1))
+    failed = {name: r["error"] for name, r in reports.items() if "error" in r}
+    for name, error in failed.items():
+        progress(f"mesh: agent on {name} failed: {error}")
+    run.mesh = {f"{a}->{b}": ev.to_dict() for (a, b), ev in pair_evidence(plans, reports).items()}
+    run.timings["mesh"] = round(time.perf_counter() - start, 3)
