@@ -1,0 +1,151 @@
+"""Fault specs (`NAME[=VALUE]@TARGET`) and what each one changes, as plain data.
+
+Each fault reproduces one field incident (seeds/README.md); `desired()` turns the healthy plan plus
+the active faults into the exact overlay state every node must hold, so applying, adding and clearing
+faults are all the same operation: program the desired state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import plan
+from .errors import LabError
+from .state import LabNode
+
+PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
+NODE_FAULTS = {"dup-vtep-mac", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu"}
+VALUE_REQUIRED = {"kernel", "offload", "mtu"}
+KERNEL_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
+SPEC = re.compile(r"^(?P<name>[a-z-]+)(?:=(?P<value>[^@]*))?@(?P<target>.+)$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    spec: str
+    name: str
+    value: str | None
+    targets: tuple[str, ...]  # nodes hit (for a pair fault: the receivers)
+    source: str | None = None  # pair fault `A->B`: only traffic from A
+
+
+def parse(spec: str, node_names: list[str]) -> Fault:
+    """Validate one spec against the lab's nodes; every mistake is a one-line LabError."""
+    match = SPEC.match(spec.strip())
+    if not match:
+        raise LabError(f"malformed fault {spec!r}: use NAME[=VALUE]@TARGET, e.g. blocked-port@node2")
+    name, value, target = match["name"], match["value"], match["target"]
+    if name not in PAIR_FAULTS | NODE_FAULTS:
+        known = ", ".join(sorted(PAIR_FAULTS | NODE_FAULTS))
+        raise LabError(f"unknown fault {name!r} in {spec!r}: known faults are {known}")
+    _check_value(spec, name, value)
+    source = None
+    if target == "all":
+        targets = tuple(node_names)
+    elif "->" in target:
+        if name not in PAIR_FAULTS:
+            raise LabError(f"fault {name!r} takes nodes, not a pair, in {spec!r}: use {name}@nodeX[,nodeY]")
+        source, _, dest = target.partition("->")
+        _check_nodes(spec, [source, dest], node_names)
+        if source == dest:
+            raise LabError(f"pair {target!r} in {spec!r} names one node twice: use nodeA->nodeB")
+        targets = (dest,)
+    else:
+        targets = tuple(target.split(","))
+        _check_nodes(spec, list(targets), node_names)
+        if len(set(targets)) != len(targets):
+            raise LabError(f"target {target!r} in {spec!r} lists a node twice")
+    if name == "dup-vtep-mac" and len(targets) == 1:
+        if targets[0] == node_names[0]:
+            raise LabError(f"{spec!r}: {targets[0]} alone cannot duplicate its own MAC; name two nodes")
+        targets = (node_names[0],) + targets
+    return Fault(spec.strip(), name, value, targets, source)
+
+
+def _check_value(spec: str, name: str, value: str | None) -> None:
+    if name not in VALUE_REQUIRED:
+        if value is not None:
+            raise LabError(f"fault {name!r} takes no value in {spec!r}: use {name}@TARGET")
+        return
+    if not value:
+        raise LabError(f"fault {name!r} needs a value in {spec!r}: use {name}=VALUE@TARGET")
+    if name == "offload" and value not in ("on", "off"):
+        raise LabError(f"bad value {value!r} in {spec!r}: offload takes on or off")
+    if name == "mtu" and not (value.isdigit() and 68 <= int(value) <= 65485):
+        raise LabError(f"bad value {value!r} in {spec!r}: mtu takes an integer 68..65485")
+    if name == "kernel" and not KERNEL_RELEASE.match(value):
+        raise LabError(f"bad value {value!r} in {spec!r}: kernel takes a release like 4.19.90-52.49.v2207.ky10.x86_64")
+
+
+def _check_nodes(spec: str, names: list[str], node_names: list[str]) -> None:
+    known = set(node_names)
+    for name in names:
+        if name not in known:
+            raise LabError(f"unknown node {name!r} in {spec!r}: this lab has node1..node{len(node_names)}")
+
+
+@dataclass
+class Desired:
+    """The complete overlay state the lab must hold for a set of faults."""
+
+    macs: dict[str, str]
+    locals: dict[str, str]  # VXLAN local address = advertised public IP
+    fdb: dict[str, list[tuple[str, str]]]  # node -> [(peer MAC, dst)] in node order (last writer wins)
+    mtu: dict[str, int] = field(default_factory=dict)
+    offload: dict[str, str] = field(default_factory=dict)
+    kernel: dict[str, str] = field(default_factory=dict)
+    random_fully: set[str] = field(default_factory=set)
+    blocked: list[tuple[str | None, str]] = field(default_factory=list)  # (saddr or any, daddr)
+    bad_checksum: dict[str, list[str | None]] = field(default_factory=dict)  # node -> daddrs (None = all)
+    nat_on_lo: bool = False
+
+
+def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
+    macs = {n.name: n.base_mac for n in nodes}
+    locals_ = {n.name: n.address for n in nodes}
+    address = {n.name: n.address for n in nodes}
+    out = Desired(macs, locals_, {})
+    stale: dict[tuple[str, str], str | None] = {}  # (src, dst node) -> fdb dst override, None = no entry
+    for fault in faults:
+        hit = fault.targets
+        if fault.name == "dup-vtep-mac":
+            for name in hit[1:]:
+                macs[name] = macs[hit[0]]
+        elif fault.name == "wrong-public-ip":
+            out.nat_on_lo = True
+            for name in hit:
+                locals_[name] = plan.nat_address(instance)
+        elif fault.name == "mtu":
+            out.mtu.update(dict.fromkeys(hit, int(fault.value)))
+        elif fault.name == "offload":
+            out.offload.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "kernel":
+            out.kernel.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "random-fully":
+            out.random_fully.update(hit)
+        elif fault.name == "blocked-port":
+            src = address[fault.source] if fault.source else None
+            out.blocked.extend((src, address[name]) for name in hit)
+        elif fault.name == "bad-checksum":
+            if fault.source:  # bad-checksum@A->B: A's packets to B only
+                out.bad_checksum.setdefault(fault.source, []).append(address[hit[0]])
+            else:
+                for name in hit:
+                    out.bad_checksum.setdefault(name, []).append(None)
+        elif fault.name in ("stale-fdb", "missing-fdb"):
+            override = plan.stale_address(instance) if fault.name == "stale-fdb" else None
+            for dst in hit:
+                sources = [fault.source] if fault.source else [n.name for n in nodes if n.name != dst]
+                stale.update(dict.fromkeys(((src, dst) for src in sources), override))
+    for node in nodes:
+        entries = []
+        for peer in nodes:
+            if peer.name == node.name:
+                continue
+            key = (node.name, peer.name)
+            if key in stale and stale[key] is None:
+                continue
+            entries.append((macs[peer.name], stale.get(key) or locals_[peer.name]))
+        out.fdb[node.name] = entries
+    return out

@@ -1,0 +1,81 @@
+"""What a running lab looks like, persisted as JSON so any process can inspect or tear it down."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import plan
+
+
+@dataclass
+class LabNode:
+    name: str
+    address: str
+    netns: str
+    vtep_mac: str  # the device's real MAC (after faults): what leases and annotations advertise
+    vtep_ip: str
+    subnet: str
+    sshd_pid: int = 0
+    sshd_start: str = ""  # /proc/<pid>/stat start time: guards against killing a recycled PID
+    base_mac: str = ""  # the MAC the node was built with, restored when faults are cleared
+    eth_mac: str = ""  # eth0's MAC, fixed up front so underlay ARP can be static (see overlay.py)
+
+
+@dataclass
+class LabState:
+    instance: int
+    preset: str
+    device: str
+    port: int
+    vni: int
+    nodes: list[LabNode]
+    key_path: str
+    known_hosts_path: str
+    inventory_path: str
+    etcd_endpoint: str
+    faults: list[str] = field(default_factory=list)
+    cluster_view: str = "kubectl"
+    etcd_pid: int = 0
+    etcd_start: str = ""
+    mounts: dict[str, list[str]] = field(default_factory=dict)  # node -> paths bind-mounted by faults
+
+    def node(self, name: str) -> LabNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def state_dir(self) -> Path:
+        return plan.state_dir(self.instance)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabState:
+        data = dict(data)
+        data["nodes"] = [LabNode(**node) for node in data["nodes"]]
+        return cls(**data)
+
+
+def state_file(instance: int) -> Path:
+    return plan.state_dir(instance) / "state.json"
+
+
+def save(state: LabState) -> None:
+    """Write atomically so a concurrent `status` never reads half a file."""
+    path = state_file(state.instance)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state.to_dict(), indent=1))
+    os.replace(tmp, path)
+
+
+def load(instance: int) -> LabState | None:
+    path = state_file(instance)
+    if not path.exists():
+        return None
+    return LabState.from_dict(json.loads(path.read_text()))
