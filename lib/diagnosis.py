@@ -17,32 +17,38 @@ from lib.rundata import RunData
 CHECK = "datapath"
 
 
+Cause = tuple[tuple[str, ...], str]
+
+
 @dataclass(frozen=True)
-class Forward:
-    """How A's VXLAN traffic fared on the way to B, as B's capture saw it."""
+class Arrival:
+    """What of A's traffic B's capture saw: per probe kind, intact or with a bad outer checksum."""
 
-    captured: bool        # B's capture worked at all
-    vxlan_seen: int       # frames from A at B's VXLAN port
-    probe_seen: int       # datagrams from A at B's probe port
-    bad_csum: int         # of those, with an invalid outer UDP checksum (verified on the runner)
+    captured: bool               # B's capture worked at all
+    vxlan_seen: int              # frames from A at B's VXLAN port
+    probe_seen: int              # datagrams from A at B's probe port
+    bad_csum: int                # invalid outer UDP checksums at the VXLAN port (re-verified with scapy)
+    frame_requests: int          # the runner-built raw frames that reached B intact
+    overlay_requests: int        # A's kernel-encapsulated echo requests that reached B intact
+    outer_srcs: tuple[str, ...]  # outer source addresses A's VXLAN traffic came from
 
-    @property
-    def intact(self) -> bool:
-        return self.captured and self.vxlan_seen > 0 and self.bad_csum == 0
 
-
-def forward(run: RunData, a: str, b: str) -> Forward | None:
+def arrival(run: RunData, a: str, b: str) -> Arrival | None:
     evidence = run.mesh.get(f"{a}->{b}")
     if evidence is None:
         return None
     cap = evidence["captured"]
     if not cap.get("available"):
-        return Forward(False, 0, 0, 0)
+        return Arrival(False, 0, 0, 0, 0, 0, ())
     by_port = {int(port): count for port, count in cap.get("by_dport", {}).items()}
     vxlan_port = evidence["vxlan_frame"].get("port") or int(run.overlay["port"])
     probe_port = evidence["udp_echo"].get("port")
-    return Forward(True, by_port.get(vxlan_port, 0), by_port.get(probe_port, 0) if probe_port else 0,
-                   _bad_checksums(evidence, vxlan_port))
+    requests = cap.get("requests", {})
+    return Arrival(True, by_port.get(vxlan_port, 0), by_port.get(probe_port, 0) if probe_port else 0,
+                   _bad_checksums(evidence, vxlan_port),
+                   requests.get("vxlan_frame", {}).get("intact", 0),
+                   requests.get("overlay_ping", {}).get("intact", 0),
+                   tuple(cap.get("outer_srcs", ())))
 
 
 def _bad_checksums(evidence: dict, vxlan_port: int) -> int:
@@ -72,79 +78,83 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            f"{subject} was not probed: {why or run.mesh_error or 'no evidence'}", values=values)
     if evidence["errors"] and not evidence["udp_echo"]:
         return CheckResult(CHECK, subject, ("MESH_FAILED",), "; ".join(evidence["errors"]), values=values)
-    raw_ok = bool(evidence["vxlan_frame"].get("reply_seen"))
-    overlay_ok = bool(evidence["overlay_ping"].get("reply_seen"))
-    df_ok = bool(evidence["df_probe"].get("reply_seen"))
-    echo_ok = _echo_ok(evidence)
     text = describe(run, a, b)
-    if raw_ok and overlay_ok and echo_ok:
-        if df_ok:
+    answered = all(evidence[kind].get("reply_seen") for kind in ("vxlan_frame", "overlay_ping"))
+    if answered and _echo_ok(evidence):
+        if evidence["df_probe"].get("reply_seen"):
             return CheckResult(CHECK, subject, evidence=text)
         size = evidence["df_probe"].get("size")
         return CheckResult(CHECK, subject, ("MTU_MISMATCH",),
                            f"{a} reaches {b} over the overlay, but not with a {size}-byte packet that may "
                            f"not be fragmented ({evidence['df_probe'].get('error') or 'no reply'})",
                            evidence=text, values={**values, "mtu": size})
-    fwd = forward(run, a, b)
-    assert fwd is not None
-    if fwd.captured and fwd.bad_csum:
-        facts = run.facts.get(a)
-        kernel = facts.kernel_release if facts else "?"
-        return CheckResult(CHECK, subject, ("OUTER_CHECKSUM_BAD",),
-                           f"{b} receives {a}'s VXLAN packets with an invalid outer UDP checksum and drops them "
-                           f"({fwd.bad_csum} bad at port {values['port']}); {a} runs kernel {kernel}",
-                           evidence=text + _sender_offloads(run, a), values={**values, "kernel": kernel})
-    if fwd.captured and evidence["vxlan_frame"].get("sent") and fwd.vxlan_seen == 0:
-        nothing = " and nothing at all from it at the probe port either" if fwd.probe_seen == 0 else ""
-        return CheckResult(CHECK, subject, ("UDP_PORT_BLOCKED",),
-                           f"{a}'s packets to {b}:{values['port']}/udp never reach {b}'s network interface"
-                           f"{nothing}: a firewall or security group drops them on the way",
+    if cause := forward_cause(run, a, b):
+        extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
+        return CheckResult(CHECK, subject, cause[0], cause[1], evidence=text + extra, values=values)
+    if not answered and (back := forward_cause(run, b, a)):
+        return CheckResult(CHECK, subject, evidence=text,
+                           note=f"{b} received {a}'s probes intact; the answers are lost on {b}->{a}: {back[1]}")
+    if answered:
+        return CheckResult(CHECK, subject, ("PROBE_PORT_BLOCKED",),
+                           f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
                            evidence=text, values=values)
-    if not raw_ok:
-        if fwd.intact and (mismatch := _mac_mismatch(run, b)):
-            return CheckResult(CHECK, subject, ("VTEP_MAC_MISMATCH",),
-                               f"{b} drops frames for its advertised VtepMAC: {mismatch}", evidence=text,
-                               values={**values, "node": b})
-        if fwd.intact:
-            reverse = forward(run, b, a)
-            if reverse is not None and reverse.captured and not reverse.intact:
-                return CheckResult(CHECK, subject, evidence=text,
-                                   note=f"{b} received {a}'s probes intact; the answers are lost on {b}->{a}")
-            if cause := config_cause(run, b, a, reply=True):
-                return CheckResult(CHECK, subject, cause[0], cause[1], evidence=text, values=values)
-        return _unexplained(subject, a, b, text, values)
-    if not overlay_ok:
-        if cause := config_cause(run, a, b, reply=False):
-            return CheckResult(CHECK, subject, cause[0], cause[1], evidence=text, values=values)
-        return _unexplained(subject, a, b, text, values)
-    return CheckResult(CHECK, subject, ("PROBE_PORT_BLOCKED",),
-                       f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
-                       evidence=text, values=values)
-
-
-def _mac_mismatch(run: RunData, host: str) -> str:
-    facts = run.facts.get(host)
-    advertised = vtep_of(run, host).mac
-    if facts is None or facts.device is None or not facts.device.mac or not advertised:
-        return ""
-    actual = facts.device.mac.lower()
-    return "" if actual == advertised else f"advertised {advertised}, {facts.device.name} has {actual}"
-
-
-def _unexplained(subject: str, a: str, b: str, text: str, values: dict) -> CheckResult:
     return CheckResult(CHECK, subject, ("OVERLAY_UNREACHABLE",),
                        f"{a} cannot reach {b} over the overlay and no more specific cause was found",
                        evidence=text, values=values)
 
 
-def config_cause(run: RunData, x: str, y: str, *, reply: bool) -> tuple[tuple[str, ...], str] | None:
-    """Why x's kernel does not deliver overlay packets to y, from x's FDB and neighbour entries for y."""
-    facts = run.facts.get(x)
-    if facts is None:
+def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """Why A's VXLAN traffic does not get to B and into B's kernel, most specific first; None when it does."""
+    seen = arrival(run, a, b)
+    evidence = run.mesh.get(f"{a}->{b}")
+    if seen is None or evidence is None or not seen.captured:
         return None
+    port = run.overlay["port"]
+    if seen.bad_csum:
+        facts = run.facts.get(a)
+        kernel = facts.kernel_release if facts else "?"
+        return (("OUTER_CHECKSUM_BAD",),
+                f"{b} receives {a}'s VXLAN packets with an invalid outer UDP checksum and drops them "
+                f"({seen.bad_csum} bad at port {port}); {a} runs kernel {kernel}")
+    if evidence["vxlan_frame"].get("sent") and seen.vxlan_seen == 0:
+        nothing = " and nothing at all from it at the probe port either" if seen.probe_seen == 0 else ""
+        return (("UDP_PORT_BLOCKED",),
+                f"{a}'s packets to {b}:{port}/udp never reach {b}'s network interface{nothing}: a firewall "
+                "or security group drops them on the way")
+    if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
+        return cause
+    if evidence["overlay_ping"].get("sent") and not seen.overlay_requests:
+        return config_cause(run, a, b)
+    return source_cause(run, a, seen.outer_srcs)
+
+
+def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """B drops frames that reach it: they carry its own MAC as source, or a MAC that is not its own."""
+    facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if facts_b is None or facts_b.device is None or not facts_b.device.mac:
+        return None
+    mac_b = facts_b.device.mac.lower()
+    if facts_a is not None and facts_a.device is not None and (facts_a.device.mac or "").lower() == mac_b:
+        return (("VTEP_MAC_DUPLICATE",),
+                f"{a} and {b} have the same VTEP MAC {mac_b}: {b} drops {a}'s frames as its own")
+    advertised = vtep_of(run, b).mac
+    if advertised and advertised != mac_b:
+        return (("VTEP_MAC_MISMATCH",),
+                f"{b} drops frames for its advertised VtepMAC {advertised}: {facts_b.device.name} has {mac_b}")
+    return None
+
+
+def config_cause(run: RunData, x: str, y: str) -> Cause:
+    """Why x's kernel does not send its overlay packets for y to y, from x's FDB and neighbour entries."""
+    facts = run.facts.get(x)
     peer = vtep_of(run, y)
-    way = f"{x}'s answers to {y}" if reply else f"{x}'s overlay packets for {y}"
     address = run.addresses[y]
+    unexplained = (("OVERLAY_UNREACHABLE",),
+                   f"{x}'s overlay packets for {y} never reach {y}, and {x}'s FDB and neighbour entries for "
+                   f"{y} look right")
+    if facts is None:
+        return unexplained
+    way = f"{x}'s overlay packets for {y}"
     dsts = {e.dst for e in facts.fdb if (e.mac or "").lower() == peer.mac}
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"
@@ -163,7 +173,22 @@ def config_cause(run: RunData, x: str, y: str, *, reply: bool) -> tuple[tuple[st
         return (("NEIGH_WRONG_MAC",),
                 f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "
                 f"not {peer.mac}")
-    return None
+    return unexplained
+
+
+def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | None:
+    """A's VXLAN packets leave from an address that is not A's: the answers go there and are lost."""
+    address = run.addresses[a]
+    wrong = sorted(set(outer_srcs) - {address})
+    if not wrong:
+        return None
+    advertised = vtep_of(run, a).public_ip
+    if advertised in wrong:
+        return (("PUBLIC_IP_MISMATCH",),
+                f"{a} sends VXLAN from {advertised}, the public IP it advertises, not from its address {address}: "
+                "the answers go there")
+    return (("VTEP_LOCAL_MISMATCH",),
+            f"{a} sends VXLAN from {', '.join(wrong)}, not from its address {address}: the answers go there")
 
 
 def describe(run: RunData, a: str, b: str) -> str:

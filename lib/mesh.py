@@ -103,7 +103,8 @@ def build_plans(nodes: list[MeshNode], pairs: Iterable[tuple[str, str]], probe_p
             "probe_port": probe_port, "deadline_s": deadline_s, "run_id": run_id, "icmp_id": run_id,
             "echo_sizes": list(echo_sizes), "attempts": attempts, "retry_s": retry_s,
             "keep_frames": keep_frames, "snap": snap,
-            "peers": [{"name": peer.name, "address": peer.address} for peer in involved if peer is not node],
+            "peers": [{"name": peer.name, "address": peer.address, "vtep_ip": peer.vtep_ip}
+                      for peer in involved if peer is not node],
             "targets": [_target(node, peer, index, run_id) for index, peer in enumerate(receivers)],
         }
     return plans
@@ -290,7 +291,7 @@ def _capture_summary(capture: dict, receiver_report: dict) -> dict:
         "bad_csum": capture["csum"]["bad"], "valid_csum": capture["csum"]["ok"],
         "no_csum": capture["csum"]["none"], "unverifiable": capture["csum"]["unverifiable"],
         "tp_status": capture["tp_status"], "inner_dst_macs": capture["inner_dst_macs"],
-        "vnis": capture["vnis"],
+        "vnis": capture["vnis"], "outer_srcs": capture["outer_srcs"], "requests": capture["requests"],
         "frames": [{key: frame[key] for key in ("tp_status", "csum", "wire_len")} for frame in capture["frames"]],
         "receiver_in_csum_errors_delta": after.get("InCsumErrors", 0) - before.get("InCsumErrors", 0),
     }

@@ -42,11 +42,22 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
         underlay = facts.underlay.name if facts.underlay else facts.device.dev
         nodes.append(MeshNode(name=host, address=run.addresses[host], underlay_if=underlay or "",
                               vtep_ip=vtep_ip, vtep_mac=vtep_of(run, host).mac or facts.device.mac or "",
-                              device_mtu=facts.device.mtu or 1450,
+                              device_mtu=expected_mtu(run, host),
                               port=facts.device.port or int(run.overlay["port"]),
                               vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
                               python=python))
     return nodes, excluded
+
+
+def expected_mtu(run: RunData, host: str) -> int:
+    """The DF probe's size: the overlay MTU the cluster should have (vxlan_mtu, or underlay MTU - 50),
+    so a node whose device MTU is smaller fails it (MTU_MISMATCH)."""
+    facts = run.facts[host]
+    if run.overlay.get("mtu"):
+        return int(run.overlay["mtu"])
+    if facts.underlay is not None and facts.underlay.mtu:
+        return facts.underlay.mtu - 50
+    return facts.device.mtu if facts.device and facts.device.mtu else 1450
 
 
 def select_pairs(names: list[str], new_nodes: list[str], mode: str, seed: int = 0) -> list[tuple[str, str]]:

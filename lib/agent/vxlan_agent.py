@@ -108,6 +108,29 @@ def parse_frame(frame, status):
     }
 
 
+def inner_source(frame, inner_off):
+    """Inner IPv4 source of a VXLAN frame: finds a peer whose kernel sends from a wrong outer address."""
+    if len(frame) < inner_off + 14 + 20 or struct.unpack_from("!H", frame, inner_off + 12)[0] != ETH_P_IP:
+        return None
+    return socket.inet_ntoa(frame[inner_off + 26:inner_off + 30])
+
+
+def probe_kind(frame, inner_off, icmp_id):
+    """Which of our ICMP echo requests an encapsulated frame carries ('frame', 'overlay', 'df'), or None.
+
+    Lets the receiver tell the sender's kernel overlay packets from the runner-built raw frames."""
+    ip_off = inner_off + 14
+    if len(frame) < ip_off + 28 or struct.unpack_from("!H", frame, inner_off + 12)[0] != ETH_P_IP:
+        return None
+    ihl = (bytearray(frame[ip_off:ip_off + 1])[0] & 0x0F) * 4
+    if bytearray(frame[ip_off + 9:ip_off + 10])[0] != 1 or len(frame) < ip_off + ihl + 8:
+        return None
+    icmp_type, _code, _sum, ident, seq = struct.unpack_from("!BBHHH", frame, ip_off + ihl)
+    if icmp_type != 8 or ident != icmp_id:
+        return None
+    return KIND_NAMES.get(seq % 4)
+
+
 def read_udp_snmp():
     """Udp counters of this network namespace (InCsumErrors rises when the kernel drops bad checksums)."""
     with open("/proc/net/snmp") as handle:
@@ -253,11 +276,14 @@ class PeerCapture(object):
         self.status_flags = {"csum_not_ready": 0, "csum_valid": 0}
         self.inner_dst_macs = set()
         self.vnis = set()
+        self.outer_srcs = set()
+        self.requests = dict((kind, {"intact": 0, "bad": 0}) for kind in KIND_NAMES.values())
         self.frames = []
         self.bad_frames = []
 
-    def add(self, frame, info, status, vxlan_port):
+    def add(self, frame, info, status, vxlan_port, icmp_id):
         key = str(info["dport"])
+        self.outer_srcs.add(info["src"])
         self.by_dport[key] = self.by_dport.get(key, 0) + 1
         self.verdicts[info["csum"]] += 1
         if status & TP_STATUS_CSUMNOTREADY:
@@ -269,6 +295,9 @@ class PeerCapture(object):
             vni = struct.unpack_from("!I", frame, vxlan_off + 4)[0] >> 8
             self.vnis.add(vni)
             self.inner_dst_macs.add(":".join("%02x" % b for b in bytearray(frame[vxlan_off + 8:vxlan_off + 14])))
+            kind = probe_kind(frame, vxlan_off + 8, icmp_id)
+            if kind is not None:
+                self.requests[kind]["bad" if info["csum"] == "bad" else "intact"] += 1
         kept = self.bad_frames if info["csum"] == "bad" else self.frames
         if len(kept) < self.keep:
             kept.append({"hex": binascii.hexlify(frame[:self.snap]).decode("ascii"), "tp_status": status,
@@ -277,7 +306,8 @@ class PeerCapture(object):
     def result(self):
         return {"count": sum(self.by_dport.values()), "by_dport": self.by_dport, "csum": self.verdicts,
                 "tp_status": self.status_flags, "inner_dst_macs": sorted(self.inner_dst_macs),
-                "vnis": sorted(self.vnis), "frames": self.bad_frames + self.frames}
+                "vnis": sorted(self.vnis), "outer_srcs": sorted(self.outer_srcs), "requests": self.requests,
+                "frames": self.bad_frames + self.frames}
 
 
 class Agent(object):
@@ -297,6 +327,7 @@ class Agent(object):
         self.retry_s = float(plan.get("retry_s", 0.3))
         self.burst = int(plan.get("burst", 16))
         self.peers = dict((peer["address"], peer["name"]) for peer in plan["peers"])
+        self.peer_vteps = dict((peer["vtep_ip"], peer["name"]) for peer in plan["peers"] if peer.get("vtep_ip"))
         self.underlay_mtu = self._underlay_mtu(plan["underlay_if"])
         self.sizes = sorted(set(int(size) for size in plan.get("echo_sizes", [37, 1200]))
                             | set([self.underlay_mtu - 28]))
@@ -542,8 +573,10 @@ class Agent(object):
             if info is None or info["dport"] not in (self.vxlan_port, self.probe_port):
                 continue
             name = self.peers.get(info["src"])
+            if name is None and info["dport"] == self.vxlan_port:
+                name = self.peer_vteps.get(inner_source(frame, info["udp_off"] + 16))
             if name is not None:
-                self.captures[name].add(frame, info, status, self.vxlan_port)
+                self.captures[name].add(frame, info, status, self.vxlan_port, self.icmp_id)
 
     def _rtt(self, target, key):
         sent = target.sent_at.get(key)
