@@ -31,7 +31,8 @@ def node_list(state: LabState, want: Desired) -> dict:
     for index, node in enumerate(state.nodes):
         mac, public = want.macs[node.name], want.locals[node.name]
         if state.preset == "calico":
-            annotations = {"projectcalico.org/IPv4Address": f"{node.address}/19",
+            prefix = 19 if public == node.address else 32  # the NAT address (wrong-public-ip) is a /32
+            annotations = {"projectcalico.org/IPv4Address": f"{public}/{prefix}",
                            "projectcalico.org/IPv4VXLANTunnelAddr": node.vtep_ip,
                            "projectcalico.org/VXLANTunnelMACAddr": mac}
         else:

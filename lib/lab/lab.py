@@ -103,6 +103,16 @@ class Lab:
     def state(self) -> LabState | None:
         return load(self.instance)
 
+    def stop_sshd(self, node: str) -> None:
+        """Stop one node's sshd, like a node that died: the suite must report it NODE_UNREACHABLE."""
+        with self._lock():
+            state = self._require_up()
+            try:
+                target = state.node(node)
+            except KeyError:
+                raise LabError(f"unknown node {node!r}: this lab has node1..node{len(state.nodes)}") from None
+            self._kill([(target.sshd_pid, target.sshd_start)])
+
     def status(self) -> dict:
         state = load(self.instance)
         if state is None:
