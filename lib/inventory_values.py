@@ -87,6 +87,9 @@ class VarReader:
         raise self.fail(name, value, "is not a boolean; use yes/no or true/false")
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        found = self.raw(name)
+        if found is not None and found[1] is False and "off" in choices:
+            return "off"  # YAML 1.1 reads an unquoted `off` as false
         value = self.text(name)
         if value is None:
             return None

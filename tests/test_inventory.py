@@ -392,3 +392,10 @@ def test_typo_in_group_vars_names_that_file(tmp_path: Path) -> None:
     write(tmp_path, "group_vars/k8s_cluster/net.yml", "vxlan_cluster_veiw: etcd\n")
     with pytest.raises(InventoryError, match=r"vxlan_cluster_veiw in .*net.yml \(did you mean vxlan_cluster_view"):
         load(write(tmp_path, "inventory.ini", "[kube_node]\nn1\n"))
+
+
+def test_unquoted_off_in_yaml_is_the_off_policy(tmp_path):
+    """YAML 1.1 turns `off` into false; for the host key policy the user meant the word."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("all:\n  vars:\n    vxlan_host_key_policy: off\n  hosts:\n    n1: {}\n")
+    assert load(path).overlay.host_key_policy == "off"
