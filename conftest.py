@@ -19,9 +19,9 @@ def node(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def pair(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """A directed pair (sender, receiver) of checked nodes."""
-    return suite.pair_fixture(request)
+def pairs(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
+    """Directed pairs (sender, receiver): one per test, or one sender's pairs on large clusters."""
+    return suite.pairs_fixture(request)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="probe only pairs touching these nodes (the run after a cluster expansion)")
     group.addoption("--pairs", metavar="all|new|sample:K", default="all",
                     help="which directed pairs the mesh probes (default all)")
+    group.addoption("--group-pairs", type=int, default=30, metavar="N",
+                    help="above N nodes, one test per sender node covers its pairs (default 30)")
     group.addoption("--kernel-policy", choices=("denylist", "allowlist"), default=None,
                     help="denylist: only known-bad kernels fail; allowlist: only known-good kernels pass")
     group.addoption("--kernel-list", metavar="PATH", action="append", default=[],

@@ -8,7 +8,7 @@ summary.json from it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -45,7 +45,7 @@ class CheckResult:
                 "message": self.message or self.note, "remediation": self.remediation()}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        return json.dumps(vars(self), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> CheckResult:
@@ -73,7 +73,7 @@ def record(node: pytest.Item, result: CheckResult) -> None:
         from lib.report import allure_attach
     except ImportError:  # reports are optional for the verdict itself
         return
-    allure_attach(result)
+    allure_attach(node, result)
 
 
 def enforce(request: pytest.FixtureRequest, result: CheckResult) -> None:
@@ -81,16 +81,34 @@ def enforce(request: pytest.FixtureRequest, result: CheckResult) -> None:
 
     Called from a fixture (e.g. the node is unreachable), the same failure makes the test an error.
     """
+    enforce_all(request, [result])
+
+
+def enforce_all(request: pytest.FixtureRequest, results: list[CheckResult]) -> None:
+    """One test judging several subjects (the directed pairs of one sender, on large clusters): every
+    verdict is recorded on its own, and the test fails with the failing ones grouped by code."""
     session = request.config.pluginmanager.get_plugin("vxlan-session")
-    if session is not None and session.run is not None:
-        result.values.setdefault("cni", session.run.overlay.get("cni"))
-    record(request.node, result)
-    if result.codes:
-        pytest.fail(result.failure_text(), pytrace=False)
+    cni = session.run.overlay.get("cni") if session is not None and session.run is not None else None
+    for result in results:
+        result.values.setdefault("cni", cni)
+        record(request.node, result)
+    failed = [r for r in results if r.codes]
+    if len(failed) == 1:
+        pytest.fail(failed[0].failure_text(), pytrace=False)
+    if failed:
+        pytest.fail(_grouped_failure(failed), pytrace=False)
 
 
-def from_report(user_properties: list[tuple[str, Any]]) -> CheckResult | None:
-    for key, value in user_properties:
-        if key == PROPERTY:
-            return CheckResult.from_json(value)
-    return None
+def _grouped_failure(failed: list[CheckResult]) -> str:
+    by_code: dict[tuple[str, ...], list[CheckResult]] = {}
+    for result in failed:
+        by_code.setdefault(result.codes, []).append(result)
+    parts = [f"{len(failed)} subjects failed"]
+    for codes, group in by_code.items():
+        parts.append(f"[{', '.join(codes)}] {', '.join(r.subject for r in group)}")
+        parts.append(_indent(group[0].failure_text()))
+    return "\n".join(parts)
+
+
+def from_report(user_properties: list[tuple[str, Any]]) -> list[CheckResult]:
+    return [CheckResult.from_json(value) for key, value in user_properties if key == PROPERTY]

@@ -27,16 +27,26 @@ def status_of(report: pytest.TestReport) -> str | None:
     return None
 
 
-def entry(report: pytest.TestReport, status: str, result: CheckResult | None) -> dict[str, Any]:
-    if result is not None:
-        return {**result.entry(), "status": status}
+def entries(report: pytest.TestReport, status: str, results: list[CheckResult]) -> list[dict[str, Any]]:
+    """One entry per judged subject. A test that judged several (grouped pairs) gives each its own
+    status: passed without codes, error for NODE_UNREACHABLE, else the test's status."""
+    if len(results) == 1:
+        return [{**results[0].entry(), "status": status}]
+    if results:
+        return [{**r.entry(), "status": _own_status(r, status)} for r in results]
     check, subject = check_and_subject(report.nodeid)
     message = ""
     if report.longrepr is not None and status != "passed":
         text = report.longreprtext.strip().splitlines()
         message = text[-1] if text else ""
-    return {"check": check, "subject": subject, "status": status, "codes": [], "message": message,
-            "remediation": ""}
+    return [{"check": check, "subject": subject, "status": status, "codes": [], "message": message,
+             "remediation": ""}]
+
+
+def _own_status(result: CheckResult, test_status: str) -> str:
+    if not result.codes:
+        return "passed"
+    return "error" if "NODE_UNREACHABLE" in result.codes else test_status
 
 
 def check_and_subject(nodeid: str) -> tuple[str, str]:

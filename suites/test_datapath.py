@@ -1,14 +1,14 @@
 """Datapath per directed pair A->B: real VXLAN frames, the kernel's own overlay path, UDP echo of odd and
 even sizes and a DF probe, with B capturing what arrives (seeds 002, 003, 004). The mesh ran once for the
-whole run; each test only judges its pair's evidence."""
+whole run; each test only judges its pairs' evidence."""
 
 import pytest
 
 from lib.diagnosis import diagnose
-from lib.results import enforce
+from lib.suite import verdicts
 
 pytestmark = [pytest.mark.pair, pytest.mark.datapath]
 
 
-def test_datapath(request, run, pair):
-    enforce(request, diagnose(run, *pair))
+def test_datapath(request, run, pairs):
+    verdicts(request, [diagnose(run, a, b) for a, b in pairs])

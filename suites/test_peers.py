@@ -3,18 +3,18 @@
 import pytest
 
 from lib.checks import peers
-from lib.results import enforce
+from lib.suite import verdicts
 
 pytestmark = pytest.mark.pair
 
 
-def test_peer_fdb(request, run, pair):
-    enforce(request, peers.fdb(run, *pair))
+def test_peer_fdb(request, run, pairs):
+    verdicts(request, [peers.fdb(run, a, b) for a, b in pairs])
 
 
-def test_peer_neigh(request, run, pair):
-    enforce(request, peers.neighbour(run, *pair))
+def test_peer_neigh(request, run, pairs):
+    verdicts(request, [peers.neighbour(run, a, b) for a, b in pairs])
 
 
-def test_peer_route(request, run, pair):
-    enforce(request, peers.route(run, *pair))
+def test_peer_route(request, run, pairs):
+    verdicts(request, [peers.route(run, a, b) for a, b in pairs])

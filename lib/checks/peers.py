@@ -7,6 +7,8 @@ from __future__ import annotations
 import ipaddress
 
 from lib.checks.expect import Vtep, vtep_of
+from lib.facts import NodeFacts
+from lib.parsers.records import Route
 from lib.results import CheckResult
 from lib.rundata import RunData
 
@@ -71,7 +73,7 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult("peer-route", subject, note=f"{b}'s pod subnet unknown; not compared")
     want = ipaddress.ip_network(peer.pod_cidr, strict=False)
     device = run.overlay["device"]
-    routes = [r for r in run.facts[a].routes if r.dst and _net(r.dst) == want]
+    routes = _routes_by_network(run.facts[a]).get(want, [])
     values = _values(run, a, b, peer)
     good = [r for r in routes if r.dev == device and (r.via in (None, peer.vtep_ip))]
     if good:
@@ -82,7 +84,24 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
                        evidence=shown or "(no route)", values=values)
 
 
-def _net(dst: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ROUTE_INDEX: dict[int, tuple[NodeFacts, dict[Network, list[Route]]]] = {}
+
+
+def _routes_by_network(facts: NodeFacts) -> dict[Network, list[Route]]:
+    """A node's routes by destination network, built once per node (a pair check runs N^2 times)."""
+    cached = _ROUTE_INDEX.get(id(facts))
+    if cached is not None and cached[0] is facts:
+        return cached[1]
+    index: dict[Network, list[Route]] = {}
+    for route in facts.routes:
+        if route.dst and (net := _net(route.dst)) is not None:
+            index.setdefault(net, []).append(route)
+    _ROUTE_INDEX[id(facts)] = (facts, index)
+    return index
+
+
+def _net(dst: str) -> Network | None:
     try:
         return ipaddress.ip_network(dst, strict=False)
     except ValueError:

@@ -7,6 +7,7 @@ All are JSON round-trippable through `dataclasses.asdict` and `from_plain`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -150,7 +151,13 @@ def _build(tp: Any, value: Any) -> Any:
         _, item = typing.get_args(tp)
         return {k: _build(item, v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        known = {f.name for f in dataclasses.fields(tp)}
-        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in known})
+        hints = _field_types(tp)
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
     return value
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved field types of a dataclass, once per class (get_type_hints is slow)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
