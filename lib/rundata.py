@@ -34,6 +34,7 @@ class RunData:
     mesh_excluded: dict[str, str] = field(default_factory=dict)   # host -> why it could not take part
     options: dict[str, Any] = field(default_factory=dict)         # run options the checks depend on
     timings: dict[str, float] = field(default_factory=dict)       # phase -> seconds
+    counters: dict[str, int] = field(default_factory=dict)        # e.g. ssh_connections opened
 
     def save(self, path: Path) -> None:
         data = asdict(self)
