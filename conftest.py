@@ -4,6 +4,8 @@
 import pytest
 
 from lib import suite
+from lib.cluster_view import Advertised
+from lib.facts import NodeFacts
 from lib.rundata import RunData
 
 
@@ -28,3 +30,15 @@ def pairs(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
 def run(request: pytest.FixtureRequest) -> RunData:
     """Everything gathered once for this run (facts, view, mesh evidence)."""
     return suite.run_data(request.config)
+
+
+@pytest.fixture(scope="session")
+def facts(run: RunData) -> dict[str, NodeFacts]:
+    """facts[host]: the node's real VXLAN state, collected in one SSH exec."""
+    return run.facts
+
+
+@pytest.fixture(scope="session")
+def view(run: RunData) -> dict[str, Advertised]:
+    """view[host]: what the overlay advertises for the node (empty without a cluster view)."""
+    return run.view

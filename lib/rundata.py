@@ -32,6 +32,8 @@ class RunData:
     mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
     mesh_error: str | None = None
     mesh_excluded: dict[str, str] = field(default_factory=dict)   # host -> why it could not take part
+    predicted_macs: dict[str, str] = field(default_factory=dict)  # host -> MAC of a new VXLAN device
+    predict_errors: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)         # run options the checks depend on
     timings: dict[str, float] = field(default_factory=dict)       # phase -> seconds
     counters: dict[str, int] = field(default_factory=dict)        # e.g. ssh_connections opened

@@ -1,0 +1,13 @@
+"""Before the overlay is installed: new VXLAN devices get unique MACs on every node (seed 000).
+Changes node state while it runs (a temporary device), so it runs only with --allow-state-changes."""
+
+import pytest
+
+from lib.checks import predict
+from lib.results import enforce
+
+pytestmark = [pytest.mark.node, pytest.mark.state_changing]
+
+
+def test_vtep_mac_predicted_unique(request, run, node):
+    enforce(request, predict.mac_unique(run, node))
