@@ -66,3 +66,16 @@ def test_unreachable_node_errors_and_others_pass(lab, tmp_path):
     assert {s for s, st in statuses if st == "error"} == {"node2"}
     assert all(st == "passed" for s, st in statuses if s != "node2")
     assert {code for s, code in result.failures()} == {"NODE_UNREACHABLE"}
+
+
+def test_site_kernel_list_validates_a_kernel(lab, tmp_path):
+    """--kernel-list: the site's own list makes its validated kernel pass under the allowlist policy."""
+    state = lab.up(nodes=2, inventory_path=str(tmp_path / "lab.yaml"))
+    release = lab.exec("node1", ["uname", "-r"]).stdout.strip()
+    site = tmp_path / "site-kernels.yaml"
+    site.write_text("kernels:\n"
+                    f"  - {{stream: upstream, match: {{exact: \"{release}\"}}, status: good, bug: site-validated,"
+                    " confidence: verified, source: lab run}\n")
+    result = run_suite(state.inventory_path, tmp_path / "reports", "suites/test_kernel.py",
+                       "--kernel-policy", "allowlist", "--kernel-list", str(site))
+    assert result.exit_code == 0, result.output[-3000:]

@@ -93,3 +93,24 @@ def test_interrupted_run_leaves_no_agent(lab, tmp_path):
     while _agents_left(lab, state) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _agents_left(lab, state) == []
+
+
+def test_new_nodes_limits_the_mesh_not_the_node_checks(lab, tmp_path):
+    """After an expansion: only pairs touching the new node are probed; node checks still see all."""
+    state = lab.up(nodes=4, faults=["dup-vtep-mac@node1,node2"], inventory_path=str(tmp_path / "lab.yaml"))
+    result = run_suite(state.inventory_path, tmp_path / "reports", "suites/test_datapath.py",
+                       "suites/test_vtep.py", "--new-nodes", "node4")
+    pairs = {r["subject"] for r in result.summary["results"] if r["check"] == "datapath"}
+    assert pairs == into("node4") | out_of("node4")
+    # node checks still see the old nodes' duplicate MAC; of node4's pairs only node4->node1 breaks on it
+    # (node2 registered the shared MAC last, so node4 sends node1's traffic to node2)
+    assert result.failures() == {("node1", "VTEP_MAC_DUPLICATE"), ("node2", "VTEP_MAC_DUPLICATE"),
+                                 ("node4->node1", "VTEP_MAC_DUPLICATE")}
+
+
+@pytest.mark.parametrize("args", [["--new-nodes", "node9"], ["--pairs", "sample:x"], ["--pairs", "new"]])
+def test_bad_pair_selection_is_usage_error(lab, tmp_path, args):
+    state = lab.up(nodes=2, inventory_path=str(tmp_path / "lab.yaml"))
+    result = run_suite(state.inventory_path, tmp_path / "reports", "suites/test_datapath.py", *args)
+    assert result.exit_code == 4 and "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("ERROR")], result.output
