@@ -47,10 +47,13 @@ INCIDENTS = (
 
 
 def run_suite(inventory: str, reports: Path, extra: list[str]) -> int:
+    """The suite as a user runs it, then the single-file HTML report of that run."""
     command = [sys.executable, "-m", "pytest", "-n", "auto", "--inventory", inventory,
                "--reports-dir", str(reports), *extra]
     print("$ " + " ".join(command), flush=True)
-    return subprocess.run(command, cwd=PROJECT_ROOT).returncode
+    status = subprocess.run(command, cwd=PROJECT_ROOT).returncode
+    subprocess.run([sys.executable, "-m", "lib.report", "html", "--reports-dir", str(reports)], cwd=PROJECT_ROOT)
+    return status
 
 
 def healthy(lab: Lab, nodes: int, reports: Path, extra: list[str]) -> int:

@@ -18,6 +18,7 @@ from lib.rundata import RunData
 from lib.ssh import Connection, Pool, SSHError, SSHOptions, Target
 
 Progress = Callable[[str], None]
+PHASES = ("facts", "view", "mesh")
 
 
 def target_of(host: Host, bastion: Host | None) -> Target:
@@ -41,16 +42,24 @@ def open_pool(inventory: Inventory, options: SSHOptions) -> Pool:
     return Pool([target_of(h, inventory.bastion) for h in hosts.values()], options)
 
 
-def gather(inventory: Inventory, pool: Pool, *, options: dict, progress: Progress) -> RunData:
-    """Facts of every node and the advertised view; the mesh is added by lib.mesh_phase."""
-    run = RunData(inventory_path=str(inventory.path),
-                  started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  nodes=list(inventory.nodes),
-                  addresses={name: inventory.hosts[name].address for name in inventory.nodes},
-                  overlay=asdict(inventory.overlay), options=options)
+def new_run(inventory: Inventory, options: dict) -> RunData:
+    """The run's record, created before any node is contacted so an interrupted run can still report."""
+    return RunData(inventory_path=str(inventory.path),
+                   started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   nodes=list(inventory.nodes),
+                   addresses={name: inventory.hosts[name].address for name in inventory.nodes},
+                   overlay=asdict(inventory.overlay), options=options)
+
+
+def gather(inventory: Inventory, pool: Pool, run: RunData, *, progress: Progress) -> None:
+    """Facts of every node and the advertised view, into `run`; the mesh is added by lib.mesh_phase."""
     _timed(run, "facts", lambda: _collect_facts(inventory, pool, run, progress))
     _timed(run, "view", lambda: _collect_view(inventory, pool, run, progress))
-    return run
+
+
+def current_phase(run: RunData) -> str:
+    """The phase a run was in when it stopped: the first one without a recorded duration."""
+    return next((phase for phase in PHASES if phase not in run.timings), "checks")
 
 
 def _timed(run: RunData, phase: str, work: Callable[[], None]) -> None:

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(openssh-server openssh-client iproute2 nftables iptables ethtool etcd-server etcd-client
-      tcpdump procps util-linux sudo kmod)
+      tcpdump procps util-linux sudo kmod chromium)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -16,3 +16,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+# The HTML report tool (Allure 3), pinned by package-lock.json; reinstalled only when the lockfile changed.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
+  command -v npm >/dev/null || { echo "install: npm not found; install Node.js 20+ with npm" >&2; exit 1; }
+  echo "install: npm ci (report tool)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.lock-sha256
+fi

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 import yaml
 
 from lib.lab import Lab, LabError
+from lib.lab.faults import LAB_USER
 from tests.lab_fixtures import (
     TEST_INSTANCE,
     lab_4,
@@ -132,6 +135,9 @@ FAULT_MATRICES = [
     (["mtu=1400@node2", "offload=off@node3", "random-fully@node4", "kernel=4.19.90-52.49.v2207.ky10@node2"],
      set()),
     (["blocked-port@node1->node2", "missing-fdb@node3->node4"], {"12", "21", "34", "43"}),
+    (["blackhole@node3"], with_node(3)),
+    (["slow=1@node2"], set()),
+    (["no-python@node2", "unprivileged-user@node3"], set()),
 ]
 
 
@@ -145,6 +151,28 @@ def test_fault_breaks_exactly_its_pairs(lab_4, specs, broken):
     finally:
         state = lab.clear_faults()
     assert overlay_broken(state) == set()
+
+
+def test_blackhole_and_slow_hit_ssh_too(lab_4):
+    """blackhole: even an open SSH session goes silent; slow: every command waits, then runs unchanged."""
+    lab, state = lab_4
+    open_session = ssh_connect(state, "node3")
+    try:
+        lab.fault(["blackhole@node3", "slow=2@node2"])
+        with pytest.raises(OSError):
+            ssh_connect(state, "node3", timeout=1)
+        with pytest.raises(paramiko.SSHException, match="Timeout opening channel"):
+            ssh_run(open_session, "hostname", timeout=1)
+        started = time.monotonic()
+        assert ssh_run(ssh_connect(state, "node2"), "hostname") == "node2\n"
+        assert time.monotonic() - started >= 2
+    finally:
+        open_session.close()
+        lab.clear_faults()
+    started = time.monotonic()
+    assert ssh_run(ssh_connect(state, "node2"), "hostname") == "node2\n"
+    assert time.monotonic() - started < 1
+    assert ssh_run(ssh_connect(state, "node3"), "hostname") == "node3\n"
 
 
 def test_blocked_port_one_direction_dropped_in_network(lab_4):
@@ -243,12 +271,60 @@ def test_node_faults_visible_over_ssh_and_advertised(lab_4):
     assert len({n.vtep_mac for n in state.nodes}) == 4
 
 
+PYTHONS = "for p in python3 python2 python /usr/libexec/platform-python; do command -v $p; done; :"  # as lib/facts.py
+
+
+def _mount_points(pid: int) -> set[str]:
+    return {line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()}
+
+
+def test_no_python_hides_every_python_on_its_node_only(lab_4):
+    """Over SSH node2 finds no Python the facts script looks for; node3 and the machine keep theirs."""
+    lab, state = lab_4
+    real = os.path.realpath("/usr/bin/python3")
+    try:
+        state = lab.fault(["no-python@node2"])
+        assert ssh_run(ssh_connect(state, "node2"), f"sh -c {shlex.quote(PYTHONS)}") == ""
+        assert ssh_run(ssh_connect(state, "node2"), "sh -c 'python3 -V 2>&1; echo rc=$?'").endswith("rc=127\n")
+        assert ssh_run(ssh_connect(state, "node3"), f"sh -c {shlex.quote(PYTHONS)}").startswith("/usr/bin/python3")
+        assert os.access(real, os.X_OK) and os.path.getsize(real) > 0
+        assert real in _mount_points(state.node("node2").sshd_pid)
+        assert real not in _mount_points(os.getpid())
+    finally:
+        state = lab.clear_faults()
+    assert state.mounts == {} and real not in _mount_points(state.node("node2").sshd_pid)
+    assert ssh_run(ssh_connect(state, "node2"), "python3 -c 'print(6 * 7)'") == "42\n"
+
+
+def test_unprivileged_user_logs_in_with_lab_key_on_its_node_only(lab_4):
+    """LAB_USER exists only in node3's mount namespace: not root, no passwordless sudo, gone after clear."""
+    lab, state = lab_4
+    try:
+        state = lab.fault(["unprivileged-user@node3"])
+        client = ssh_connect(state, "node3", user=LAB_USER)
+        try:
+            name, uid, home = ssh_run(client, "id -un; id -u; echo $HOME").split()
+            assert (name, home) == (LAB_USER, "/tmp") and uid != "0"
+            assert ssh_run(client, "sudo -n true >/dev/null 2>&1; echo $?").strip() != "0"
+        finally:
+            client.close()
+        with pytest.raises(paramiko.AuthenticationException):
+            ssh_connect(state, "node2", user=LAB_USER)
+        assert ssh_run(ssh_connect(state, "node3"), "id -u") == "0\n"  # root still logs in
+        assert f"\n{LAB_USER}:" not in "\n" + Path("/etc/passwd").read_text()
+    finally:
+        state = lab.clear_faults()
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_connect(state, "node3", user=LAB_USER)
+
+
 def test_fault_input_errors(lab_4):
     lab, _ = lab_4
     for spec, words in [("no-such@node1", "unknown fault"), ("blocked-port@node9", "unknown node"),
                         ("blocked-port", "malformed"), ("mtu=big@node2", "bad value"),
                         ("kernel@node2", "needs a value"), ("dup-vtep-mac@node1", "alone"),
-                        ("wrong-public-ip@node1->node2", "not a pair")]:
+                        ("wrong-public-ip@node1->node2", "not a pair"), ("no-python=yes@node2", "takes no value"),
+                        ("unprivileged-user@node1->node2", "not a pair")]:
         with pytest.raises(LabError, match=words):
             lab.fault([spec])
     assert lab.state().faults == []
@@ -305,11 +381,13 @@ def test_up_twice_rebuilds_calico_custom_port(lab_4, tmp_path):
 
 def test_down_leaves_nothing(lab_4):
     lab, _ = lab_4
-    state = lab.state()
+    state = lab.fault(["no-python@node2", "unprivileged-user@node3", "kernel=4.19.90@node1"])
+    assert {n.sshd_pid for n in state.nodes} <= set(_mounting(str(state.state_dir)))  # the faults' bind mounts
     pids = [n.sshd_pid for n in state.nodes] + [state.etcd_pid]
     lab.down()
     assert nothing_left(TEST_INSTANCE) == []
     assert not Path(state.inventory_path).exists()
+    assert _mounting(str(state.state_dir)) == []
     for pid in pids:
         if pid:
             status = Path(f"/proc/{pid}/status")
@@ -317,3 +395,16 @@ def test_down_leaves_nothing(lab_4):
     lab.down()  # idempotent
     with pytest.raises(LabError, match="not up"):
         lab.fault(["blocked-port@node2"])
+
+
+def _mounting(source_dir: str) -> list[int]:
+    """PIDs whose mount namespace holds a bind mount of a file under source_dir."""
+    found = []
+    for mountinfo in Path("/proc").glob("[0-9]*/mountinfo"):
+        try:
+            lines = mountinfo.read_text().splitlines()
+        except OSError:  # the process just exited
+            continue
+        if any(line.split()[3].startswith(source_dir + "/") for line in lines):
+            found.append(int(mountinfo.parent.name))
+    return found

@@ -15,10 +15,13 @@ from .errors import LabError
 from .state import LabNode
 
 PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
-NODE_FAULTS = {"dup-vtep-mac", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu"}
-VALUE_REQUIRED = {"kernel", "offload", "mtu"}
+NODE_FAULTS = {"dup-vtep-mac", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu", "blackhole", "slow",
+               "no-python", "unprivileged-user"}
+VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow"}
+MAX_SLOW_S = 600
 KERNEL_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
 SPEC = re.compile(r"^(?P<name>[a-z-]+)(?:=(?P<value>[^@]*))?@(?P<target>.+)$")
+LAB_USER = "vxcuser"  # the `unprivileged-user` fault's login: no root, no sudo, the lab key
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ def _check_value(spec: str, name: str, value: str | None) -> None:
         raise LabError(f"bad value {value!r} in {spec!r}: offload takes on or off")
     if name == "mtu" and not (value.isdigit() and 68 <= int(value) <= 65485):
         raise LabError(f"bad value {value!r} in {spec!r}: mtu takes an integer 68..65485")
+    if name == "slow" and not (value.isdigit() and 1 <= int(value) <= MAX_SLOW_S):
+        raise LabError(f"bad value {value!r} in {spec!r}: slow takes whole seconds 1..{MAX_SLOW_S}")
     if name == "kernel" and not KERNEL_RELEASE.match(value):
         raise LabError(f"bad value {value!r} in {spec!r}: kernel takes a release like 4.19.90-52.49.v2207.ky10.x86_64")
 
@@ -99,6 +104,10 @@ class Desired:
     blocked: list[tuple[str | None, str]] = field(default_factory=list)  # (saddr or any, daddr)
     bad_checksum: dict[str, list[str | None]] = field(default_factory=dict)  # node -> daddrs (None = all)
     nat_on_lo: bool = False
+    blackholed: list[str] = field(default_factory=list)  # node addresses whose every packet is dropped
+    slow: dict[str, int] = field(default_factory=dict)  # node -> seconds every SSH command waits first
+    no_python: set[str] = field(default_factory=set)  # nodes where SSH sessions find no Python
+    unprivileged_user: set[str] = field(default_factory=set)  # nodes where LAB_USER can log in
 
 
 def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
@@ -127,6 +136,14 @@ def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired
         elif fault.name == "blocked-port":
             src = address[fault.source] if fault.source else None
             out.blocked.extend((src, address[name]) for name in hit)
+        elif fault.name == "blackhole":
+            out.blackholed.extend(address[name] for name in hit if address[name] not in out.blackholed)
+        elif fault.name == "slow":
+            out.slow.update(dict.fromkeys(hit, int(fault.value)))
+        elif fault.name == "no-python":
+            out.no_python.update(hit)
+        elif fault.name == "unprivileged-user":
+            out.unprivileged_user.update(hit)
         elif fault.name == "bad-checksum":
             if fault.source:  # bad-checksum@A->B: A's packets to B only
                 out.bad_checksum.setdefault(fault.source, []).append(address[hit[0]])

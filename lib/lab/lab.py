@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import etcd, fault_rules, inventory_out, kubectl, overlay, plan, sshd
 from .errors import LabError
-from .faults import Fault, desired, parse
+from .faults import Desired, Fault, desired, parse
 from .run import require_tools, run
 from .state import LabNode, LabState, load, save
 
@@ -89,7 +89,11 @@ class Lab:
             names = [n.name for n in state.nodes]
             new = [parse(spec, names) for spec in specs]
             current = [parse(spec, names) for spec in state.faults]
-            self._apply(state, current + new, current, fresh=False)
+            # faults outside the VXLAN device (blackhole, slow, firewalls) leave it alone, so they can
+            # hit a running suite without re-creating every node's device under its agents
+            same = overlay_of(desired(state.instance, state.nodes, current + new)) == overlay_of(
+                desired(state.instance, state.nodes, current))
+            self._apply(state, current + new, current, fresh=None if same else False)
             return state
 
     def clear_faults(self) -> LabState:
@@ -112,6 +116,18 @@ class Lab:
             except KeyError:
                 raise LabError(f"unknown node {node!r}: this lab has node1..node{len(state.nodes)}") from None
             self._kill([(target.sshd_pid, target.sshd_start)])
+
+    def crash(self, node: str) -> None:
+        """Stop the node's sshd and every process in its namespace (open SSH sessions, agents), like a
+        node that died under a running suite; its address stays, so new connections are refused."""
+        with self._lock():
+            state = self._require_up()
+            try:
+                target = state.node(node)
+            except KeyError:
+                raise LabError(f"unknown node {node!r}: this lab has node1..node{len(state.nodes)}") from None
+            self._kill([(target.sshd_pid, target.sshd_start)])
+            self._kill_netns_processes([target.netns])
 
     def status(self) -> dict:
         state = load(self.instance)
@@ -210,7 +226,7 @@ class Lab:
 
     def _apply(self, state: LabState, wanted: list[Fault], previous: list[Fault],
                fresh: bool | None) -> None:
-        """Program the desired state; fresh=None means the overlay was just programmed by _build."""
+        """Program the desired state; fresh=None: the VXLAN devices already hold it (just built, or unchanged)."""
         want = desired(state.instance, state.nodes, wanted)
         if fresh is not None:
             overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh)
@@ -220,7 +236,8 @@ class Lab:
             fault_rules.apply_bad_checksum(state, want)
         fault_rules.apply_random_fully(state, want, before.random_fully)
         fault_rules.apply_offload(state, want)
-        fault_rules.apply_kernel(state, want, platform.release())
+        fault_rules.apply_mounts(state, want, platform.release())
+        fault_rules.apply_slow(state, want, before.slow)
         for node in state.nodes:
             node.vtep_mac = want.macs[node.name]
         state.faults = [f.spec for f in wanted]
@@ -277,6 +294,11 @@ class Lab:
             out = run(["ip", "netns", "pids", name], check=False).stdout
             pids.extend((int(p), proc_start(int(p))) for p in out.split() if p.isdigit())
         self._kill(pids)
+
+
+def overlay_of(want: Desired) -> tuple:
+    """What overlay.program puts on the VXLAN device of each node."""
+    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo
 
 
 def preflight() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -57,8 +58,17 @@ def prepare(state: LabState) -> None:
         host_key = node_dir / "ssh_host_ed25519_key"
         public = write_keypair(host_key, node.name)
         known.append(f"{node.address} {' '.join(public.split()[:2])}")
-        (node_dir / "sshd_config").write_text(_config(state, node, host_key))
+        write_config(state, node)
     Path(state.known_hosts_path).write_text("\n".join(known) + "\n")
+
+
+def write_config(state: LabState, node: LabNode, slow_s: int | None = None) -> None:
+    """The node's sshd_config; `slow_s` makes every command wait that long first (the `slow` fault)."""
+    node_dir = state.state_dir / "nodes" / node.name
+    text = _config(state, node, node_dir / "ssh_host_ed25519_key")
+    if slow_s:
+        text += f'ForceCommand sleep {slow_s}; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
+    (node_dir / "sshd_config").write_text(text)
 
 
 def _config(state: LabState, node: LabNode, host_key: Path) -> str:
@@ -105,6 +115,38 @@ def start(state: LabState) -> list[subprocess.Popen]:
 
 def log_path(state: LabState, node: LabNode) -> Path:
     return state.state_dir / "nodes" / node.name / "sshd.log"
+
+
+def reload(state: LabState, node: LabNode, timeout: float = 10) -> None:
+    """SIGHUP: sshd re-executes itself (same PID) with the new config and opens a new listening socket;
+    done when that new socket accepts (the old one may still accept for a moment after the signal)."""
+    old = _sockets(node.sshd_pid)
+    os.kill(node.sshd_pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:
+        if _sockets(node.sshd_pid).isdisjoint(old):
+            try:
+                with socket.create_connection((node.address, 22), timeout=0.2):
+                    return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise LabError(f"sshd on {node.name} not accepting on {node.address}:22 {timeout:g} s after a "
+                           f"config reload; see {log_path(state, node)}")
+        time.sleep(0.02)
+
+
+def _sockets(pid: int) -> set[str]:
+    fds = Path(f"/proc/{pid}/fd")
+    found = set()
+    for fd in fds.iterdir() if fds.exists() else ():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 def wait_listening(state: LabState, procs: list[subprocess.Popen], timeout: float = 20) -> None:
