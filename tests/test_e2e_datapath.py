@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,12 +60,18 @@ def test_datapath_names_exactly_the_broken_pairs(lab, tmp_path, scenario, varian
 
 
 def _agents_left(lab, state) -> list[str]:
-    """Agent processes or probe-port sockets still present on any node."""
+    """Agent processes or probe-port sockets still present in any node's network namespace (only that
+    namespace: other labs on the machine may be running agents of their own)."""
     left = []
     for node in state.nodes:
-        ps = lab.exec(node.name, ["sh", "-c", "ps -eo pid,args | grep '[#]--plan--' || true"], timeout=5)
-        if ps.stdout.strip():
-            left.append(f"{node.name}: {ps.stdout.strip()}")
+        pids = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # ended meanwhile
+            if "#--plan--" in cmdline:
+                left.append(f"{node.name}: {pid} {cmdline[:80]}")
         ss = lab.exec(node.name, ["ss", "-Huan", "sport", "= :18472"], timeout=5)
         if ss.stdout.strip():
             left.append(f"{node.name}: {ss.stdout.strip()}")
