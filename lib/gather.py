@@ -19,6 +19,7 @@ from lib.ssh import Connection, Pool, SSHError, SSHOptions, Target
 
 Progress = Callable[[str], None]
 PHASES = ("facts", "view", "mesh")
+PARSED_IN_FULL = ("fdb", "neigh", "route", "addr")  # raw sections that grow with the cluster
 
 
 def target_of(host: Host, bastion: Host | None) -> Target:
@@ -74,7 +75,10 @@ def _collect_facts(inventory: Inventory, pool: Pool, run: RunData, progress: Pro
 
     def one(conn: Connection) -> facts.NodeFacts:
         result = conn.run(script)
-        return facts.parse(conn.target.name, result.stdout, overlay.device)
+        parsed = facts.parse(conn.target.name, result.stdout, overlay.device)
+        for section in PARSED_IN_FULL:  # one line per peer: kept as records, not twice as text
+            parsed.raw.pop(section, None)
+        return parsed
 
     progress(f"facts: {len(run.nodes)} nodes")
     for host, outcome in pool.map(one, run.nodes).items():

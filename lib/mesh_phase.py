@@ -20,7 +20,16 @@ from lib.mesh import MeshNode, build_plans, pair_evidence, run_mesh
 from lib.rundata import RunData
 from lib.ssh import Pool, Stream
 
-AGENT_DEADLINE_S = 40.0   # the agent leaves by itself after this, even if the SSH session is gone
+
+def mesh_timeout(agents: int) -> float:
+    """The runner's limit for the whole mesh. Starting the agents costs a Python start-up per node on
+    the runner's and the nodes' cores, so it grows with N."""
+    return 15.0 + 0.1 * agents
+
+
+def agent_deadline(agents: int) -> float:
+    """The agent leaves by itself after this, even if the SSH session is gone (after the runner's limit)."""
+    return mesh_timeout(agents) + 25.0
 
 
 def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
@@ -38,6 +47,9 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
             continue
         if python is None:
             excluded[host] = "no Python 2.7/3.6+ for the agent"
+            continue
+        if facts.uid not in (0, None):  # the facts ran as the agent would (same user, same become)
+            excluded[host] = f"connected as uid {facts.uid}, not root: the agent's raw sockets need root"
             continue
         underlay = facts.underlay.name if facts.underlay else facts.device.dev
         nodes.append(MeshNode(name=host, address=run.addresses[host], underlay_if=underlay or "",
@@ -108,14 +120,15 @@ def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: 
         run.mesh_error = "no node pair can be probed" + (f" ({len(excluded)} nodes left out)" if excluded else "")
         return
     progress(f"mesh: {len(pairs)} directed pairs, {len(nodes)} agents")
-    plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), AGENT_DEADLINE_S)
+    deadline = agent_deadline(len(nodes))
+    plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), deadline)
     by_name = {n.name: n for n in nodes}
 
     def launch(name: str) -> Stream:
         command = shlex.join(python_command(by_name[name].python))
-        return pool.connection(name).stream(command, limit=AGENT_DEADLINE_S + 5)
+        return pool.connection(name).stream(command, limit=deadline + 5)
 
-    reports = run_mesh(plans, launch, timeout_s=min(AGENT_DEADLINE_S - 5, 15 + len(nodes) * 0.1))
+    reports = run_mesh(plans, launch, timeout_s=mesh_timeout(len(nodes)))
     failed = {name: r["error"] for name, r in reports.items() if "error" in r}
     for name, error in failed.items():
         progress(f"mesh: agent on {name} failed: {error}")
