@@ -22,9 +22,8 @@ REPORT_NAME = "vxlan-conformance"
 GROUP_BY = "epic,feature,story"
 TIMEOUT_S = 300
 HISTORY_FILE = Path("history") / "history.jsonl"
-# the analytics loader and its inline configuration
-_ANALYTICS = [re.compile(r'<script[^>]*src="https://www\.googletagmanager\.com/[^"]*"[^>]*>\s*</script>', re.I),
-              re.compile(r"<script[^>]*>(?:(?!</script>)[\s\S])*?\bgtag\((?:(?!</script>)[\s\S])*</script>", re.I)]
+# every script element, found in one linear pass (the report inlines megabytes of JavaScript)
+_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.I | re.S)
 # what a browser fetches by itself: src/href of resources (not <a href>), CSS url(), @import
 _FETCHING = re.compile(r"""<(?:script|img|link|iframe|source|video|audio|embed)\b[^>]*\b(?:src|href)\s*=\s*["']?"""
                        r"""(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import\s+["']?(?:https?:)?//""", re.I)
@@ -79,11 +78,15 @@ def generate_html(reports_dir: Path, *, history: bool = False, allure_bin: Path 
 
 
 def strip_analytics(html: str) -> tuple[str, int]:
-    count = 0
-    for pattern in _ANALYTICS:
-        html, n = pattern.subn("", html)
-        count += n
-    return html, count
+    """Remove the analytics loader (src on googletagmanager.com) and its inline `gtag(` configuration;
+    returns the page and how many script elements were removed."""
+    def keep(match: re.Match[str]) -> str:
+        attributes, body = match.group(1), match.group(2)
+        analytics = "googletagmanager.com" in attributes or (len(body) < 4096 and "gtag(" in body)
+        return "" if analytics else match.group(0)
+
+    stripped = _SCRIPT.sub(keep, html)
+    return stripped, html.count("<script") - stripped.count("<script")
 
 
 def external_fetches(html: str) -> list[str]:
