@@ -1,0 +1,78 @@
+"""VXLAN node and pair checks the way a pytest-testinfra user writes them: `host.run` per host, and a
+UDP echo per directed pair over SSH (a bounded one-shot echo server on the receiver, a retrying client
+on the sender, to the receiver's VTEP address so the datagram crosses the VXLAN overlay)."""
+
+from __future__ import annotations
+
+import pytest
+
+ECHO_BASE_PORT = 20000  # a pair's echo port: this + the sender's index, so concurrent pairs never share one
+
+KNOWN_BAD_KERNELS = {"3.10.0-957.el7", "3.10.0-1062.9.1.el7", "3.10.0-1127.8.2.el7", "4.18.0-305.el8",
+                     "4.19.90-52.49.v2207.ky10", "4.19.90-52.22.v2207.ky10"}
+
+# one datagram, echoed once; bounded by `timeout` and the socket timeout
+ECHO_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(5)
+data, peer = s.recvfrom(2048)
+s.sendto(data, peer)
+"""
+
+# the server may still be starting: resend every 50 ms, give up after 3 s
+ECHO_CLIENT = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.05)
+msg = b"vxlan-baseline"
+deadline = time.time() + 3
+while time.time() < deadline:
+    s.sendto(msg, (sys.argv[1], int(sys.argv[2])))
+    try:
+        if s.recvfrom(2048)[0] == msg:
+            sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit(1)
+"""
+
+
+def test_vxlan_device_present(host, device):
+    assert host.interface(device).exists
+
+
+def test_vtep_mac_unique(host, fleet):
+    me = fleet[host.backend.host.name]
+    twins = [v.address for v in fleet.values() if v.mac == me.mac and v.address != me.address]
+    assert not twins, f"VTEP MAC {me.mac} also on {twins}"
+
+
+def test_vtep_local_address(host, fleet):
+    me = fleet[host.backend.host.name]
+    assert me.local == me.address
+
+
+def test_fdb_entry_per_peer(host, fleet, device):
+    fdb = host.check_output("bridge fdb show dev %s", device)
+    me = host.backend.host.name
+    missing = [v.address for v in fleet.values()
+               if v.address != me and f"{v.mac} dst {v.address} " not in fdb + " "]
+    assert not missing, f"no FDB entry for {missing}"
+
+
+def test_kernel_release(host):
+    release = host.check_output("uname -r")
+    assert release and release not in KNOWN_BAD_KERNELS
+
+
+def test_udp_echo(host, peer, all_hosts, fleet, sender_index):
+    me = host.backend.host.name
+    if peer == me:
+        pytest.skip("same node")
+    port = ECHO_BASE_PORT + sender_index[me]
+    receiver = all_hosts[peer]
+    receiver.run("timeout 6 python3 -c %s %s </dev/null >/dev/null 2>&1 &", ECHO_SERVER, str(port))
+    echo = host.run("python3 -c %s %s %s", ECHO_CLIENT, fleet[peer].vtep_ip, str(port))
+    assert echo.rc == 0, f"no UDP echo from {peer} ({fleet[peer].vtep_ip}:{port}) over the overlay"
