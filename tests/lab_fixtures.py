@@ -39,7 +39,7 @@ def overlay_broken(state: LabState, timeout: float = 1.0) -> set[str]:
     return {f"{a[4:]}{b[4:]}" for (a, b), ok in matrix.items() if not ok}
 
 
-def ssh_connect(state: LabState, node: str, timeout: float = 5) -> paramiko.SSHClient:
+def ssh_connect(state: LabState, node: str, timeout: float = 5, user: str = "root") -> paramiko.SSHClient:
     """Strict host keys from the lab's known_hosts, the lab key, TCP_NODELAY (lab-notes 2)."""
     address = state.node(node).address
     sock = socket.create_connection((address, 22), timeout=timeout)
@@ -47,7 +47,7 @@ def ssh_connect(state: LabState, node: str, timeout: float = 5) -> paramiko.SSHC
     client = paramiko.SSHClient()
     client.load_host_keys(state.known_hosts_path)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(address, username="root", key_filename=state.key_path, sock=sock, timeout=timeout,
+    client.connect(address, username=user, key_filename=state.key_path, sock=sock, timeout=timeout,
                    allow_agent=False, look_for_keys=False)
     return client
 

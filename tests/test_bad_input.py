@@ -190,7 +190,7 @@ def test_non_root_user_without_sudo(lab_4, tmp_path):
     pairs = _pairs_with("node3")
     assert result.failures() == {("node3", "PRIVILEGES_INSUFFICIENT")} | {(p, "MESH_FAILED") for p in pairs}
     (message,) = _messages(result, "PRIVILEGES_INSUFFICIENT").values()
-    assert re.fullmatch(r"node3: connected as uid [1-9]\d* and (sudo -n is refused \(no passwordless sudo\)|"
+    assert re.fullmatch(r"node3: connected as uid [1-9]\d*; (sudo -n is refused \(no passwordless sudo\)|"
                         r"sudo is not installed); the facts \(iptables-save, ethtool\) and the agent's raw sockets "
                         r"need root", message), message
     mesh = _messages(result, "MESH_FAILED")

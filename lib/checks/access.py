@@ -16,13 +16,20 @@ def ssh_reachable(run: RunData, host: str) -> CheckResult:
 
 
 def privileges(run: RunData, host: str) -> CheckResult:
+    """The facts ran as root (directly, or through become): otherwise they miss the NAT rules and the
+    agent cannot open raw sockets, even when sudo would have worked."""
     facts = run.facts[host]
-    if facts.uid == 0 or facts.sudo_ok:
+    if facts.uid == 0:
         return CheckResult("privileges", host)
-    sudo = "sudo is not installed" if facts.sudo_ok is None else "sudo -n needs a password"
+    if facts.sudo_ok:
+        why = "sudo -n works, but the suite was not told to use it: set ansible_become: true for this host"
+    elif facts.sudo_ok is None:
+        why = "sudo is not installed"
+    else:
+        why = "sudo -n is refused (no passwordless sudo)"
     return CheckResult("privileges", host, ("PRIVILEGES_INSUFFICIENT",),
-                       f"{host}: connected as uid {facts.uid} and {sudo}; the facts (iptables-save, "
-                       "ethtool) and the agent's raw sockets need root",
+                       f"{host}: connected as uid {facts.uid}; {why}; the facts (iptables-save, ethtool) and "
+                       "the agent's raw sockets need root",
                        evidence=f"uid={facts.uid} sudo_ok={facts.sudo_ok}", values={"node": host})
 
 

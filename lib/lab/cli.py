@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import plan
+from . import faults, plan
 from .errors import LabError
 from .lab import Lab, preflight
+
+FAULT_HELP = ("NAME[=VALUE]@TARGET (TARGET: nodeX, nodeX,nodeY, all, or nodeA->nodeB); faults: "
+              + ", ".join(sorted(faults.NODE_FAULTS | faults.PAIR_FAULTS)) + " (README: The embedded lab)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--preset", choices=sorted(plan.PRESETS), default="flannel")
     up.add_argument("--port", type=int, default=None, help="VXLAN UDP port (default: the preset's)")
     up.add_argument("--cluster-view", choices=["kubectl", "etcd"], default="kubectl")
-    up.add_argument("--fault", action="append", default=[], metavar="SPEC", help="NAME[=VALUE]@TARGET")
+    up.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -33,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             cmd.add_argument("--json", action="store_true")
         if name == "fault":
-            cmd.add_argument("specs", nargs="*", metavar="SPEC")
+            cmd.add_argument("specs", nargs="*", metavar="SPEC", help=FAULT_HELP)
             cmd.add_argument("--clear", action="store_true", help="remove every fault")
     up.add_argument("--instance", type=int, default=0)
     return parser
