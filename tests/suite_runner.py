@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,3 +41,32 @@ def run_suite(inventory: Path | str, reports: Path, *args: str, workers: str = "
     summary_path = reports / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, summary, reports)
+
+
+def run_with_trigger(inventory: Path | str, reports: Path, trigger: str,
+                     action: Callable[[subprocess.Popen], None], *args: str) -> tuple[SuiteRun, float]:
+    """Run the whole suite as a user does (no xdist, so the output streams); when a line shows
+    `trigger` (e.g. the mesh phase's progress line), do `action` to the run or the world."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--inventory", str(inventory),
+               "--reports-dir", str(reports), "-p", "no:cacheprovider", *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if trigger in line:
+                action(proc)
+                break
+        lines.append(proc.stdout.read())
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    elapsed = time.monotonic() - started
+    summary_path = reports / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    return SuiteRun(proc.returncode, "".join(lines), summary, reports), elapsed

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.suite_runner import PROJECT_ROOT, run_suite
+from tests.suite_runner import run_suite, run_with_trigger
 
 pytestmark = pytest.mark.root
 
@@ -80,22 +79,13 @@ def _agents_left(lab, state) -> list[str]:
 
 def test_interrupted_run_leaves_no_agent(lab, tmp_path):
     state = lab.up(nodes=4, inventory_path=str(tmp_path / "lab.yaml"))
-    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--inventory", state.inventory_path,
-               "--reports-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "suites/test_datapath.py"]
-    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "mesh:" in line:
-                break
-        time.sleep(0.3)  # agents are running now
+
+    def ctrl_c_while_agents_run(proc: subprocess.Popen) -> None:
+        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    run_with_trigger(state.inventory_path, tmp_path / "reports", "mesh:", ctrl_c_while_agents_run,
+                     "suites/test_datapath.py")
     deadline = time.monotonic() + 10
     while _agents_left(lab, state) and time.monotonic() < deadline:
         time.sleep(0.5)

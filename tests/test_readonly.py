@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.lab_fixtures import lab_4
-from tests.suite_runner import PROJECT_ROOT, run_suite
+from tests.suite_runner import run_suite, run_with_trigger
 
 pytestmark = pytest.mark.root
 __all__ = ["lab_4"]  # the fixture is used by name
@@ -96,21 +95,10 @@ def test_full_run_changes_nothing_on_any_node(lab_4, tmp_path, faults):
 def test_interrupted_run_changes_nothing_on_any_node(lab_4, tmp_path):
     lab, state = lab_4
     before = snapshot(lab, state)
-    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--inventory", state.inventory_path,
-               "--reports-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider"]
-    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "mesh:" in line:
-                break
+    def ctrl_c_while_agents_run(proc: subprocess.Popen) -> None:
         time.sleep(0.3)  # the agents hold their sockets now
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 2
+
+    result, _ = run_with_trigger(state.inventory_path, tmp_path / "reports", "mesh:", ctrl_c_while_agents_run)
+    assert result.exit_code == 2
     assert changed(lab, state, before) == []

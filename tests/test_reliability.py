@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests import suite_runner
 from tests.lab_fixtures import lab_4
-from tests.suite_runner import PROJECT_ROOT, SuiteRun, run_suite
+from tests.suite_runner import SuiteRun, run_suite
 
 pytestmark = pytest.mark.root
 __all__ = ["lab_4"]  # the fixture is used by name
@@ -30,32 +30,7 @@ def touching(node: str) -> set[str]:
 
 def run_with_trigger(state, reports: Path, trigger: str, action: Callable[[subprocess.Popen], None],
                      *args: str) -> tuple[SuiteRun, float]:
-    """Run the whole suite as a user does; when its output shows `trigger`, do `action` to the world."""
-    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--inventory", state.inventory_path,
-               "--reports-dir", str(reports), "-p", "no:cacheprovider", *LIMITS, *args]
-    started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if trigger in line:
-                action(proc)
-                break
-        lines.append(proc.stdout.read())
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    elapsed = time.monotonic() - started
-    import json
-
-    summary_path = reports / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    return SuiteRun(proc.returncode, "".join(lines), summary, reports), elapsed
+    return suite_runner.run_with_trigger(state.inventory_path, reports, trigger, action, *LIMITS, *args)
 
 
 def bad_subjects(result: SuiteRun) -> set[str]:
