@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -19,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from results_md import write_section  # noqa: E402  (bench/ is the script's directory)
+
 from lib.lab import Lab  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Lab up/down"
 
 
@@ -55,14 +55,6 @@ def render(rows: list[tuple[int, float, float]], repeat: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace only our section: other helpers record their benchmarks in the same file."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    RESULTS.write_text(new)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instance", type=int, default=3)
@@ -73,7 +65,7 @@ def main() -> int:
         print("lab_bench: must run as root", file=sys.stderr)
         return 2
     rows = measure(args.instance, args.sizes, args.repeat)
-    write_section(render(rows, args.repeat))
+    write_section(SECTION, render(rows, args.repeat))
     return 0
 
 

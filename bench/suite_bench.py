@@ -33,9 +33,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
+from results_md import write_section  # noqa: E402  (bench/ is the script's directory)
+
 from lib.lab import Lab, plan  # noqa: E402
 
-RESULTS = BENCH / "RESULTS.md"
 RAW = BENCH / "suite_bench.results.jsonl"
 SECTION = "## Suite at scale"
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vxlan-conformance" / "bench-venv"
@@ -347,14 +348,6 @@ def render(rows: list[Measured]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace only our section: other benchmarks record theirs in the same file."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + text
-    RESULTS.write_text(new)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instance", type=int, default=6)
@@ -372,7 +365,7 @@ def main() -> int:
         ensure_baseline_venv()
     rows = bench(args)
     if not args.no_write:
-        write_section(render(latest_rows()))
+        write_section(SECTION, render(latest_rows()))
     return 0 if all(r.exit_code in (0, 1) for r in rows) else 1
 
 
