@@ -81,7 +81,10 @@ def _collect_facts(inventory: Inventory, pool: Pool, run: RunData, progress: Pro
         return parsed
 
     progress(f"facts: {len(run.nodes)} nodes")
-    for host, outcome in pool.map(one, run.nodes).items():
+    before = pool.commands_run
+    outcomes = pool.map(one, run.nodes)
+    run.counters["facts_commands"] = pool.commands_run - before  # one exec per node, by design
+    for host, outcome in outcomes.items():
         if isinstance(outcome, SSHError):
             run.unreachable[host] = str(outcome)
         else:

@@ -292,6 +292,7 @@ class _Hub:
         except ssh_config.SSHConfigError as exc:
             raise SSHError(options.ssh_config or "", "config", str(exc)) from None
         self.opened = 0
+        self.commands = 0  # exec sessions started (commands and streams), for the benchmark
         self._lock = threading.Lock()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._clients: dict[tuple, paramiko.SSHClient] = {}
@@ -309,6 +310,10 @@ class _Hub:
                 keys.load(path)
                 cached = self._known[path] = ((stat.st_mtime_ns, stat.st_size), keys)
             return cached[1]
+
+    def count_command(self) -> None:
+        with self._lock:
+            self.commands += 1
 
     def client(self, ep: _Endpoint) -> paramiko.SSHClient:
         """The live client for `ep`, connecting (once, even with many threads asking) if needed."""
@@ -601,6 +606,7 @@ class Connection:
         assert transport is not None
         try:
             channel = transport.open_session(timeout=self.options.connect_timeout)
+            self._hub.count_command()
             channel.set_combine_stderr(True)
             channel.exec_command(script)
             if password:
@@ -625,6 +631,7 @@ class Connection:
                 f"{self.endpoint.where}: cannot open a session ({_redact(str(exc), self.endpoint.secrets())}); "
                 "check MaxSessions and sshd on the node",
             ) from None
+        self._hub.count_command()
         out, err = bytearray(), bytearray()
         try:
             channel.exec_command(script)
@@ -786,6 +793,11 @@ class Pool:
     def connections_opened(self) -> int:
         """SSH connections opened so far (jump hosts included), for the benchmark."""
         return self._hub.opened
+
+    @property
+    def commands_run(self) -> int:
+        """Remote commands started so far on any host of the pool, for the benchmark."""
+        return self._hub.commands
 
     def connection(self, name: str) -> Connection:
         try:

@@ -4,6 +4,8 @@ The datapath module is left out here: these are the checks that need no traffic.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.suite_runner import run_suite
@@ -46,6 +48,9 @@ def test_fault_names_exactly_its_codes(lab, tmp_path, scenario, view):
     assert result.exit_code == (1 if expected else 0), result.output[-2000:]
     counts = result.summary["counts"]
     assert counts["passed"] > 0 and counts["error"] == 0
+    # one SSH connection and ONE command per node for all of its facts
+    counters = json.loads((tmp_path / "reports" / ".run" / "run.json").read_text())["counters"]
+    assert counters == {"facts_commands": 4, "ssh_connections": 4}
 
 
 def test_allowlist_policy_fails_unvalidated_kernels(lab, tmp_path):
