@@ -214,3 +214,12 @@ class Overlay:
         for i in range(1, self.count + 1):
             run(["ip", "netns", "del", node_name(i)], check=False)
         run(["nft", "delete", "table", "bridge", FAULT_TABLE], check=False)
+
+
+def three_node_overlay():
+    """Fixture body for the test modules: a built 3-node overlay, removed afterwards even on failure."""
+    built = Overlay(3).build()
+    try:
+        yield built
+    finally:
+        built.close()

@@ -12,7 +12,7 @@ import pytest
 
 from lib.agent import agent_source, launch_payload, python_command
 from lib.mesh import build_plans
-from tests.agent_netns import Overlay, SubprocessAgent, requires_root
+from tests.agent_netns import Overlay, SubprocessAgent, requires_root, three_node_overlay
 
 PROBE_PORT = 18472
 PYTHONS = {
@@ -30,13 +30,7 @@ def interpreter(label: str) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def overlay():
-    built = Overlay(3).build()
-    try:
-        yield built
-    finally:
-        built.close()
+overlay = pytest.fixture(scope="module")(three_node_overlay)
 
 
 def plans_for(overlay: Overlay, pairs, python: str, **options) -> dict[str, dict]:

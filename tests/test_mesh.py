@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lib.mesh import MeshNode, PairEvidence, build_plans, pair_evidence, run_mesh
-from tests.agent_netns import Overlay, SubprocessAgent, requires_root
+from tests.agent_netns import Overlay, SubprocessAgent, requires_root, three_node_overlay
 
 PROBE_PORT = 18472
 needs_root = pytest.mark.skipif(requires_root() is not None, reason=str(requires_root()))
@@ -25,13 +25,7 @@ def mesh_run(overlay: Overlay, pairs: list[tuple[str, str]] | None = None):
     return reports, pair_evidence(plans, reports)
 
 
-@pytest.fixture
-def overlay():
-    built = Overlay(3).build()
-    try:
-        yield built
-    finally:
-        built.close()
+overlay = pytest.fixture(three_node_overlay)
 
 
 def node(i: int) -> str:
