@@ -1,13 +1,11 @@
 """The mesh phase of a run: node agents on every node at once over SSH, evidence per directed pair.
 
 Runs once per run on the controller, after facts and view, and only when the datapath suite is
-selected. Which pairs: all (default), only those touching --new-nodes (the run after an expansion), or
-a deterministic sample (`--pairs sample:K`, every node sends to and receives from K peers).
+selected. It probes the run's pairs (lib.pair_selection) between nodes that can take an agent.
 """
 
 from __future__ import annotations
 
-import random
 import shlex
 import time
 
@@ -72,27 +70,6 @@ def expected_mtu(run: RunData, host: str) -> int:
     return facts.device.mtu if facts.device and facts.device.mtu else 1450
 
 
-def select_pairs(names: list[str], new_nodes: list[str], mode: str, seed: int = 0) -> list[tuple[str, str]]:
-    """Directed pairs to probe, sender first."""
-    if new_nodes or mode == "new":
-        fresh = set(new_nodes)
-        return [(a, b) for a in names for b in names if a != b and (a in fresh or b in fresh)]
-    if mode.startswith("sample:"):
-        k = int(mode.split(":", 1)[1])
-        return sample_pairs(names, k, seed)
-    return [(a, b) for a in names for b in names if a != b]
-
-
-def sample_pairs(names: list[str], k: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Every node sends to k peers and receives from k peers: node i -> the k nodes after it in a
-    seeded random ring order. Deterministic for a seed."""
-    ring = sorted(names)
-    random.Random(seed).shuffle(ring)
-    k = min(k, len(ring) - 1)
-    n = len(ring)
-    return [(ring[i], ring[(i + step) % n]) for i in range(n) for step in range(1, k + 1)]
-
-
 def _slim(evidence: dict) -> dict:
     """Captured bytes are evidence of a failure; a pair whose every probe was answered with good
     checksums keeps its counts only (at 100 nodes the frames would be most of the run data)."""
@@ -109,10 +86,9 @@ def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: 
         return
     start = time.perf_counter()
     nodes, excluded = mesh_nodes(run)
-    names = [n.name for n in nodes]
-    pairs = select_pairs(names, run.options.get("new_nodes", []), run.options.get("pairs", "all"))
-    run.mesh_pairs = [f"{a}->{b}" for a, b in select_pairs(run.nodes, run.options.get("new_nodes", []),
-                                                             run.options.get("pairs", "all"))]
+    names = {n.name for n in nodes}
+    pairs = [(a, b) for a, b in run.pairs() if a in names and b in names]
+    run.mesh_pairs = [f"{a}->{b}" for a, b in pairs]
     run.mesh_excluded = excluded
     if excluded:
         progress("mesh: left out " + ", ".join(f"{h} ({why})" for h, why in excluded.items()))

@@ -27,9 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--limit", metavar="PATTERN", default=None,
                     help="Ansible-style host pattern: node1,node2 / kube_node / !node3 / &etcd / node[1:3]")
     group.addoption("--new-nodes", metavar="A,B", default=None,
-                    help="probe only pairs touching these nodes (the run after a cluster expansion)")
+                    help="check only pairs touching these nodes (the run after a cluster expansion)")
     group.addoption("--pairs", metavar="all|new|sample:K", default="all",
-                    help="which directed pairs the mesh probes (default all)")
+                    help="which directed pairs the pair tests check and the mesh probes (default all); "
+                         "sample:K: every node with K peers, both directions")
+    group.addoption("--pairs-seed", type=int, default=0, metavar="N",
+                    help="seed of --pairs sample:K (same seed, same pairs; default 0)")
     group.addoption("--group-pairs", type=int, default=30, metavar="N",
                     help="above N nodes, one test per sender node covers its pairs (default 30)")
     group.addoption("--kernel-policy", choices=("denylist", "allowlist"), default=None,

@@ -13,6 +13,7 @@ from typing import Any
 
 from lib.cluster_view import Advertised
 from lib.facts import NodeFacts
+from lib.pair_selection import select_pairs
 
 
 @dataclass
@@ -55,11 +56,16 @@ class RunData:
         return cls(**data)
 
     def pairs(self) -> list[tuple[str, str]]:
-        """Every directed pair of checked nodes, sender first."""
-        return [(a, b) for a in self.nodes for b in self.nodes if a != b]
+        """The directed pairs this run checks (--pairs, --new-nodes), sender first; computed once."""
+        if self._pairs is None:
+            self._pairs = select_pairs(self.nodes, self.options.get("new_nodes", []),
+                                       self.options.get("pairs", "all"), self.options.get("pairs_seed", 0))
+        return self._pairs
+
+    _pairs = None  # class default: the cache is not a field, so it is neither saved nor compared
 
 
 def _fields(obj: Any) -> dict[str, Any]:
     if is_dataclass(obj):
-        return vars(obj)
+        return {name: value for name, value in vars(obj).items() if not name.startswith("_")}
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")

@@ -60,7 +60,7 @@ class SuiteSession:
         opts = self.config.option
         options = {"kernel_policy": opts.kernel_policy or self.inventory.overlay.kernel_policy,
                    "kernel_lists": [*opts.kernel_list, *filter(None, [self.inventory.overlay.kernel_list])],
-                   "new_nodes": _split(opts.new_nodes), "pairs": opts.pairs,
+                   "new_nodes": _split(opts.new_nodes), "pairs": opts.pairs, "pairs_seed": opts.pairs_seed,
                    "allow_state_changes": opts.allow_state_changes,
                    "mesh": selects(self.config, "test_datapath.py"),
                    "predict": opts.allow_state_changes and selects(self.config, "test_predict.py")}

@@ -36,7 +36,7 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("node", nodes, ids=nodes, indirect=True)
     if "pairs" in metafunc.fixturenames:
         run = run_data(metafunc.config)
-        pairs = _pairs_for(run, metafunc)
+        pairs = run.pairs()
         if len(run.nodes) > metafunc.config.option.group_pairs:
             senders: dict[str, list[tuple[str, str]]] = {}
             for a, b in pairs:
@@ -45,13 +45,6 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
         else:
             groups, ids = [[p] for p in pairs], [f"{a}->{b}" for a, b in pairs]
         metafunc.parametrize("pairs", groups, ids=ids, indirect=True)
-
-
-def _pairs_for(run: RunData, metafunc: pytest.Metafunc) -> list[tuple[str, str]]:
-    """Datapath tests cover the probed pairs; configuration tests cover every pair."""
-    if metafunc.definition.get_closest_marker("datapath") and run.mesh_pairs:
-        return [tuple(p.split("->", 1)) for p in run.mesh_pairs]  # type: ignore[misc]
-    return run.pairs()
 
 
 def node_fixture(request: pytest.FixtureRequest) -> str:

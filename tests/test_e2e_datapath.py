@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lib.pair_selection import sample_pairs
 from tests.suite_runner import run_suite, run_with_trigger
 
 pytestmark = pytest.mark.root
@@ -103,6 +104,20 @@ def test_new_nodes_limits_the_mesh_not_the_node_checks(lab, tmp_path):
     # (node2 registered the shared MAC last, so node4 sends node1's traffic to node2)
     assert result.failures() == {("node1", "VTEP_MAC_DUPLICATE"), ("node2", "VTEP_MAC_DUPLICATE"),
                                  ("node4->node1", "VTEP_MAC_DUPLICATE")}
+
+
+def test_sample_checks_and_probes_the_same_seeded_pairs(lab, tmp_path):
+    """--pairs sample:K: configuration and datapath tests cover the same K pairs per sender (grouped per
+    sender here), both directions of each, and a fault shows on exactly the sampled pairs it breaks:
+    node2's sampled peers reach it no more, and node2's own probes pass (their answers are what is lost)."""
+    names = [f"node{i}" for i in range(1, 7)]
+    state = lab.up(nodes=6, faults=["blocked-port@node2"], inventory_path=str(tmp_path / "lab.yaml"))
+    result = run_suite(state.inventory_path, tmp_path / "reports", "suites/test_datapath.py",
+                       "suites/test_peers.py", "--pairs", "sample:2", "--pairs-seed", "3", "--group-pairs", "4")
+    sample = {f"{a}->{b}" for a, b in sample_pairs(names, 2, seed=3)}
+    for check in ("datapath", "peer-fdb", "peer-neigh", "peer-route"):
+        assert {r["subject"] for r in result.summary["results"] if r["check"] == check} == sample, check
+    assert result.failures() == {(p, "UDP_PORT_BLOCKED") for p in sample if p.endswith("->node2")}
 
 
 @pytest.mark.parametrize("args", [["--new-nodes", "node9"], ["--pairs", "sample:x"], ["--pairs", "new"]])

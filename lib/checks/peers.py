@@ -5,10 +5,10 @@ VtepMAC, and the route to B's pod subnet via B's VTEP IP on the VXLAN device."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from lib.checks.expect import Vtep, vtep_of
 from lib.facts import NodeFacts
-from lib.parsers.records import Route
 from lib.results import CheckResult
 from lib.rundata import RunData
 
@@ -24,7 +24,7 @@ def fdb(run: RunData, a: str, b: str) -> CheckResult:
     peer = vtep_of(run, b)
     if not peer.mac:
         return CheckResult("peer-fdb", subject, note=f"{b} advertises no VtepMAC; nothing to compare")
-    entries = [e for e in run.facts[a].fdb if (e.mac or "").lower() == peer.mac]
+    entries = _index(run.facts[a], "fdb").get(peer.mac, [])
     listing = "\n".join(f"{e.mac} dst {e.dst}" for e in entries) or "(no entry)"
     values = _values(run, a, b, peer)
     if not entries:
@@ -52,7 +52,7 @@ def neighbour(run: RunData, a: str, b: str) -> CheckResult:
     peer = vtep_of(run, b)
     if not peer.vtep_ip or not peer.mac:
         return CheckResult("peer-neigh", subject, note=f"{b}'s VTEP address or MAC unknown; not compared")
-    entries = [n for n in run.facts[a].neighbours if n.ip == peer.vtep_ip]
+    entries = _index(run.facts[a], "neigh").get(peer.vtep_ip, [])
     values = _values(run, a, b, peer)
     if not entries:
         return CheckResult("peer-neigh", subject, ("NEIGH_MISSING",),
@@ -73,7 +73,7 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult("peer-route", subject, note=f"{b}'s pod subnet unknown; not compared")
     want = ipaddress.ip_network(peer.pod_cidr, strict=False)
     device = run.overlay["device"]
-    routes = _routes_by_network(run.facts[a]).get(want, [])
+    routes = _index(run.facts[a], "route").get(want, [])
     values = _values(run, a, b, peer)
     good = [r for r in routes if r.dev == device and (r.via in (None, peer.vtep_ip))]
     if good:
@@ -85,19 +85,27 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_ROUTE_INDEX: dict[int, tuple[NodeFacts, dict[Network, list[Route]]]] = {}
+_INDEX: dict[tuple[int, str], tuple[NodeFacts, dict[Any, list[Any]]]] = {}
 
 
-def _routes_by_network(facts: NodeFacts) -> dict[Network, list[Route]]:
-    """A node's routes by destination network, built once per node (a pair check runs N^2 times)."""
-    cached = _ROUTE_INDEX.get(id(facts))
+def _index(facts: NodeFacts, kind: str) -> dict[Any, list[Any]]:
+    """A node's FDB entries by MAC, neighbours by IP or routes by destination network, built once per
+    node: a pair check runs once per pair, and a scan per pair would make the run O(N^3)."""
+    cached = _INDEX.get((id(facts), kind))
     if cached is not None and cached[0] is facts:
         return cached[1]
-    index: dict[Network, list[Route]] = {}
-    for route in facts.routes:
-        if route.dst and (net := _net(route.dst)) is not None:
-            index.setdefault(net, []).append(route)
-    _ROUTE_INDEX[id(facts)] = (facts, index)
+    index: dict[Any, list[Any]] = {}
+    if kind == "fdb":
+        for entry in facts.fdb:
+            index.setdefault((entry.mac or "").lower(), []).append(entry)
+    elif kind == "neigh":
+        for neighbour in facts.neighbours:
+            index.setdefault(neighbour.ip, []).append(neighbour)
+    else:
+        for route in facts.routes:
+            if route.dst and (net := _net(route.dst)) is not None:
+                index.setdefault(net, []).append(route)
+    _INDEX[(id(facts), kind)] = (facts, index)
     return index
 
 
