@@ -13,6 +13,7 @@ import errno
 import getpass
 import math
 import os
+import resource
 import select
 import shlex
 import socket
@@ -365,6 +366,10 @@ class _Hub:
             client.close()
             sock.close()
             raise error from None
+        # paramiko's transport thread wakes every 0.1 s to see whether it should stop; with hundreds of
+        # idle connections those wake-ups cost a quarter of a core (bench/RESULTS.md). Closing does not
+        # wait for the wake-up, so a slower one costs nothing.
+        client.get_transport().sock.settimeout(_TRANSPORT_WAKEUP_S)  # type: ignore[union-attr]
         return client
 
     def _open_socket(self, ep: _Endpoint) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
@@ -665,7 +670,7 @@ class Connection:
                         f"{self.endpoint.where}: command did not finish within {limit:g} s ({_short(shown)}); "
                         "raise the command timeout or check the node",
                     )
-                select.select([wakeup], [], [], min(left, 0.01) if pending else left)
+                _wait_readable(wakeup, min(left, 0.01) if pending else left)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(
                 self.target.name,
@@ -750,7 +755,7 @@ class Stream:
             left = deadline - time.monotonic()
             if channel.eof_received or channel.closed or left <= 0:
                 return None
-            select.select([channel.fileno()], [], [], left)
+            _wait_readable(channel.fileno(), left)
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer = bytearray(rest)
         return line.decode("utf-8", "replace")
@@ -767,6 +772,27 @@ class Stream:
         channel.close()
 
 
+_TRANSPORT_WAKEUP_S = 2.0
+_FDS_PER_CONNECTION = 4  # the socket, a channel's wake-up pipe (2), and a spare for a proxy / jump
+
+
+def _allow_descriptors(needed: int) -> None:
+    """Raise this process's open-file limit towards `needed` (up to the hard limit): a 1000-node run
+    holds a socket and a pipe per node, past the common soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
+
+
+def _wait_readable(fd: int, timeout: float) -> None:
+    """Block until `fd` is readable or `timeout` passes. poll, not select: a run with hundreds of nodes
+    holds descriptors above 1024, which select() cannot watch."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(max(0.0, timeout) * 1000)
+
+
 def _short(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -780,6 +806,8 @@ class Pool:
         self.max_workers = max_workers
         self._hub = _Hub(options)
         self._connections: dict[str, Connection] = {}
+        targets = list(targets)
+        _allow_descriptors(len(targets) * _FDS_PER_CONNECTION + 256)
         for target in targets:
             if target.name in self._connections:
                 raise SSHError(
