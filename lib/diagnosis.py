@@ -155,7 +155,7 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
     if facts is None:
         return unexplained
     way = f"{x}'s overlay packets for {y}"
-    dsts = {e.dst for e in facts.fdb if (e.mac or "").lower() == peer.mac}
+    dsts = {e.dst for e in facts.fdb_for(peer.mac)}
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"
     if address not in dsts:
@@ -168,7 +168,7 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
             return (("PUBLIC_IP_MISMATCH",),
                     f"{way} go to {peer.public_ip}, the public IP {y} advertises, not to its address {address}")
         return ("FDB_WRONG_DST",), f"{way} go to {', '.join(sorted(dsts))}, not to {y}'s address {address}"
-    neigh = {(n.mac or "").lower() for n in facts.neighbours if n.ip == peer.vtep_ip}
+    neigh = {(n.mac or "").lower() for n in facts.neighbours_of(peer.vtep_ip)}
     if peer.mac not in neigh:
         return (("NEIGH_WRONG_MAC",),
                 f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "

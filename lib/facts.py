@@ -13,6 +13,7 @@ The script only reads: no `ethtool -K`, no `sysctl -w`, no modprobe. It even ski
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import shlex
 from collections.abc import Callable, Sequence
@@ -195,6 +196,35 @@ class NodeFacts:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeFacts:
         return from_plain(cls, data)
+
+    def fdb_for(self, mac: str | None) -> list[FdbEntry]:
+        """The FDB entries for a MAC (any case)."""
+        return self._indexed()[0].get((mac or "").lower(), [])
+
+    def neighbours_of(self, ip: str | None) -> list[Neighbour]:
+        return self._indexed()[1].get(ip or "", [])
+
+    def routes_to(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[Route]:
+        return self._indexed()[2].get(network, [])
+
+    _index = None  # not a field (no annotation): never saved, built on first use
+
+    def _indexed(self) -> tuple[dict, dict, dict]:
+        """The tables by key, built once per node: a pair check asks once per pair, and a scan each time
+        would make a run O(N^3)."""
+        if self._index is None:
+            fdb: dict[str, list[FdbEntry]] = {}
+            neighbours: dict[str, list[Neighbour]] = {}
+            routes: dict[Any, list[Route]] = {}
+            for entry in self.fdb:
+                fdb.setdefault((entry.mac or "").lower(), []).append(entry)
+            for neighbour in self.neighbours:
+                neighbours.setdefault(neighbour.ip or "", []).append(neighbour)
+            for route in self.routes:
+                if route.dst and (net := _network(route.dst)) is not None:
+                    routes.setdefault(net, []).append(route)
+            self._index = (fdb, neighbours, routes)
+        return self._index
 
 
 @dataclass
@@ -413,3 +443,10 @@ def _pythons(body: str) -> list[PythonInfo]:
         match = re.search(r"Python (\S+)", rest)
         found.append(PythonInfo(path=path, version=match.group(1) if match else None))
     return found
+
+
+def _network(dst: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(dst, strict=False)
+    except ValueError:
+        return None  # "default", or a form ip does not print

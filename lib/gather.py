@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from lib import cluster_view, facts
 from lib.checks.expect import device_ip
 from lib.inventory import Host, Inventory
+from lib.peer_tables import keep_selected_peers
 from lib.rundata import RunData
 from lib.ssh import Connection, Pool, SSHError, SSHOptions, Target
 
@@ -56,6 +57,7 @@ def gather(inventory: Inventory, pool: Pool, run: RunData, *, progress: Progress
     """Facts of every node and the advertised view, into `run`; the mesh is added by lib.mesh_phase."""
     _timed(run, "facts", lambda: _collect_facts(inventory, pool, run, progress))
     _timed(run, "view", lambda: _collect_view(inventory, pool, run, progress))
+    run.counters["peer_entries_dropped"] = keep_selected_peers(run)
 
 
 def current_phase(run: RunData) -> str:

@@ -4,6 +4,7 @@ and the Calico preset; and no agent is left on any node afterwards, even after C
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -118,6 +119,9 @@ def test_sample_checks_and_probes_the_same_seeded_pairs(lab, tmp_path):
     for check in ("datapath", "peer-fdb", "peer-neigh", "peer-route"):
         assert {r["subject"] for r in result.summary["results"] if r["check"] == check} == sample, check
     assert result.failures() == {(p, "UDP_PORT_BLOCKED") for p in sample if p.endswith("->node2")}
+    # each node's FDB, neighbour and route entries of its 3 unselected peers stay out of the run data
+    counters = json.loads((tmp_path / "reports" / ".run" / "run.json").read_text())["counters"]
+    assert counters["peer_entries_dropped"] == 6 * 3 * 3
 
 
 @pytest.mark.parametrize("args", [["--new-nodes", "node9"], ["--pairs", "sample:x"], ["--pairs", "new"]])

@@ -5,10 +5,8 @@ VtepMAC, and the route to B's pod subnet via B's VTEP IP on the VXLAN device."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from lib.checks.expect import Vtep, vtep_of
-from lib.facts import NodeFacts
 from lib.results import CheckResult
 from lib.rundata import RunData
 
@@ -24,7 +22,7 @@ def fdb(run: RunData, a: str, b: str) -> CheckResult:
     peer = vtep_of(run, b)
     if not peer.mac:
         return CheckResult("peer-fdb", subject, note=f"{b} advertises no VtepMAC; nothing to compare")
-    entries = _index(run.facts[a], "fdb").get(peer.mac, [])
+    entries = run.facts[a].fdb_for(peer.mac)
     listing = "\n".join(f"{e.mac} dst {e.dst}" for e in entries) or "(no entry)"
     values = _values(run, a, b, peer)
     if not entries:
@@ -52,7 +50,7 @@ def neighbour(run: RunData, a: str, b: str) -> CheckResult:
     peer = vtep_of(run, b)
     if not peer.vtep_ip or not peer.mac:
         return CheckResult("peer-neigh", subject, note=f"{b}'s VTEP address or MAC unknown; not compared")
-    entries = _index(run.facts[a], "neigh").get(peer.vtep_ip, [])
+    entries = run.facts[a].neighbours_of(peer.vtep_ip)
     values = _values(run, a, b, peer)
     if not entries:
         return CheckResult("peer-neigh", subject, ("NEIGH_MISSING",),
@@ -73,7 +71,7 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult("peer-route", subject, note=f"{b}'s pod subnet unknown; not compared")
     want = ipaddress.ip_network(peer.pod_cidr, strict=False)
     device = run.overlay["device"]
-    routes = _index(run.facts[a], "route").get(want, [])
+    routes = run.facts[a].routes_to(want)
     values = _values(run, a, b, peer)
     good = [r for r in routes if r.dev == device and (r.via in (None, peer.vtep_ip))]
     if good:
@@ -82,35 +80,3 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
     return CheckResult("peer-route", subject, ("ROUTE_MISSING",),
                        f"{a} has no route to {b}'s pod subnet {want} via {peer.vtep_ip} dev {device}",
                        evidence=shown or "(no route)", values=values)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_INDEX: dict[tuple[int, str], tuple[NodeFacts, dict[Any, list[Any]]]] = {}
-
-
-def _index(facts: NodeFacts, kind: str) -> dict[Any, list[Any]]:
-    """A node's FDB entries by MAC, neighbours by IP or routes by destination network, built once per
-    node: a pair check runs once per pair, and a scan per pair would make the run O(N^3)."""
-    cached = _INDEX.get((id(facts), kind))
-    if cached is not None and cached[0] is facts:
-        return cached[1]
-    index: dict[Any, list[Any]] = {}
-    if kind == "fdb":
-        for entry in facts.fdb:
-            index.setdefault((entry.mac or "").lower(), []).append(entry)
-    elif kind == "neigh":
-        for neighbour in facts.neighbours:
-            index.setdefault(neighbour.ip, []).append(neighbour)
-    else:
-        for route in facts.routes:
-            if route.dst and (net := _net(route.dst)) is not None:
-                index.setdefault(net, []).append(route)
-    _INDEX[(id(facts), kind)] = (facts, index)
-    return index
-
-
-def _net(dst: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(dst, strict=False)
-    except ValueError:
-        return None
