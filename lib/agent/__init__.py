@@ -38,5 +38,7 @@ def launch_payload(plan: dict) -> bytes:
 
 
 def python_command(python_path: str) -> list[str]:
-    """argv that starts the agent with `python_path` (quote with shlex.join for a remote shell)."""
-    return [python_path, "-u", "-c", LOADER]
+    """argv that starts the agent with `python_path` (quote with shlex.join for a remote shell). -S: the
+    agent needs the standard library only, and skipping site-packages halves the start-up that a run
+    pays once per node."""
+    return [python_path, "-u", "-S", "-c", LOADER]
