@@ -111,7 +111,8 @@ def destroy(instance: int, netns_names: list[str], timeout: float = 15) -> None:
     veth = re.compile(rf"^vxl{instance}n\d+p?$")
     deadline = time.monotonic() + timeout
     while True:
-        links = json.loads(run(["ip", "-j", "link", "show"], what="listing links").stdout or "[]")
+        # the kernel cleans up removed namespaces under the RTNL lock: at 1000 nodes a listing waits
+        links = json.loads(run(["ip", "-j", "link", "show"], what="listing links", timeout=120).stdout or "[]")
         left = [link["ifname"] for link in links if veth.match(link["ifname"])]
         if not left:
             return
