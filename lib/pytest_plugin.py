@@ -71,7 +71,10 @@ def _recover_rootdir(config: pytest.Config, args: list[str]) -> None:
     config._ignored_config_files = ignored
     config._inicache.clear()
     config._parser.extra_info.update(rootdir=str(rootpath), inifile=str(inipath))
-    args[:] = config._validate_args(config.getini("addopts"), "via addopts config") + args
+    addopts = config._validate_args(config.getini("addopts"), "via addopts config")
+    args[:] = addopts + args
+    # plugins were loaded before the ini was found: honour its `-p no:NAME` now (pluggy unregisters)
+    config.pluginmanager.consider_preparse(addopts, exclude_only=True)
     config._parser.parse_known_args(args, namespace=ns)
     ns.confcutdir = str(inipath.parent if inipath else rootpath)
 

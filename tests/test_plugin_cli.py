@@ -42,6 +42,19 @@ def test_inventory_outside_project_both_forms(outside, tmp_path, form):
     assert '"NODE_UNREACHABLE"' in summary and "connection refused" in summary
 
 
+def test_ini_plugin_blocks_hold_for_an_inventory_outside(outside, tmp_path):
+    """`pytest -n auto --inventory PATH` with no test path: pytest loads plugins before the plugin finds
+    pytest.ini; the ini's `-p no:benchmark` must still hold (pytest-benchmark, installed here, warns
+    under xdist whenever it is active)."""
+    pytest.importorskip("pytest_benchmark")
+    command = [sys.executable, "-m", "pytest", "-n", "2", "--inventory", str(outside), "--reports-dir",
+               str(tmp_path / "reports"), "-p", "no:cacheprovider", "--connect-timeout", "2"]
+    proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "NODE_UNREACHABLE" in out, out[-2000:]
+    assert "PytestBenchmarkWarning" not in out, out[-2000:]
+
+
 def test_missing_inventory_is_usage_error(tmp_path):
     result = run_suite(tmp_path / "nope.yaml", tmp_path / "reports", "suites/test_access.py", workers="0")
     assert result.exit_code == 4
