@@ -244,6 +244,26 @@ def ensure_baseline_venv() -> None:
                        check=True, timeout=600)
 
 
+def settle(idle_share: float = 0.8, quiet_s: int = 3, limit_s: float = 300.0) -> None:
+    """Wait until the lab has finished starting (a 1000-node lab keeps both CPUs busy for a minute after
+    `up` returns: 1000 sshd loading host keys): the CPUs idle for `quiet_s` seconds in a row."""
+    deadline, quiet = time.monotonic() + limit_s, 0
+    before = _cpu_times()
+    while quiet < quiet_s and time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _cpu_times()
+        busy, idle = now[0] - before[0], now[1] - before[1]
+        quiet = quiet + 1 if idle >= idle_share * (busy + idle) else 0
+        before = now
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, idle) jiffies of all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, idle
+
+
 def bench(args: argparse.Namespace) -> list[Measured]:
     lab = Lab(args.instance)
     rows: list[Measured] = []
@@ -254,12 +274,14 @@ def bench(args: argparse.Namespace) -> list[Measured]:
             for size in args.sizes:
                 for scenario, faults in (("healthy", ()), ("faults", FAULTS)):
                     lab.up(nodes=size, faults=faults, inventory_path=str(inventory))
+                    settle()
                     for _ in range(args.repeat):
                         rows.append(report(run_suite(lab, inventory, tmp, size, scenario, [])))
                     if scenario == "healthy" and size <= args.baseline_max:
                         rows.append(report(run_baseline(lab, tmp, size, scenario)))
             if args.big:
                 lab.up(nodes=args.big, inventory_path=str(inventory))
+                settle()
                 rows.append(report(run_suite(lab, inventory, tmp, args.big, "healthy",
                                              ["--pairs", f"sample:{args.sample}"])))
         finally:
