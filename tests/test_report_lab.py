@@ -132,6 +132,21 @@ def test_allure_results_carry_titles_steps_pcap_and_links(faulty_run: SuiteRun):
 
 @pytest.mark.root
 @needs_allure
+def test_grouped_pairs_nest_probe_steps_only_for_failing_pairs(faulty_run: SuiteRun, tmp_path: Path):
+    """One test per sender (--group-pairs below N): a step per pair; only the failing pair shows its probes."""
+    inventory = faulty_run.reports.parent / "lab.yaml"
+    run = run_suite(inventory, tmp_path / "reports", "suites/test_datapath.py", "--group-pairs", "2")
+    results = [json.loads(p.read_text()) for p in (run.reports / "allure-results").glob("*-result.json")]
+    group = next(r for r in results if {"name": "pairs", "value": "'node1 -> *'"} in r["parameters"])
+    steps = {s["name"]: s for s in group["steps"]}
+    assert set(steps) == {f"node1 -> {b}" for b in NODES if b != "node1"}, run.output[-2000:]
+    assert steps[f"node1 -> {BLOCKED}"]["status"] == "failed" and steps[f"node1 -> {BLOCKED}"]["steps"]
+    assert all(s["status"] == "passed" and not s.get("steps") for name, s in steps.items()
+               if name != f"node1 -> {BLOCKED}")
+
+
+@pytest.mark.root
+@needs_allure
 @needs_chromium
 def test_report_html_opens_offline_and_shows_the_failing_pairs_and_code(faulty_run: SuiteRun, tmp_path: Path):
     report = faulty_run.reports / "report.html"
