@@ -7,13 +7,16 @@ The controller gathers (lib.gather), writes this as one JSON file and hands its 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lib.cluster_view import Advertised
 from lib.facts import NodeFacts
 from lib.pair_selection import select_pairs
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,13 +59,19 @@ class RunData:
         return cls(**data)
 
     def pairs(self) -> list[tuple[str, str]]:
-        """The directed pairs this run checks (--pairs, --new-nodes), sender first; computed once."""
-        if self._pairs is None:
-            self._pairs = select_pairs(self.nodes, self.options.get("new_nodes", []),
-                                       self.options.get("pairs", "all"), self.options.get("pairs_seed", 0))
-        return self._pairs
+        """The directed pairs this run checks (--pairs, --new-nodes), sender first."""
+        return self.derived("pairs", lambda: select_pairs(
+            self.nodes, self.options.get("new_nodes", []), self.options.get("pairs", "all"),
+            self.options.get("pairs_seed", 0)))
 
-    _pairs = None  # class default: the cache is not a field, so it is neither saved nor compared
+    def derived(self, key: str, build: Callable[[], T]) -> T:
+        """A value computed from the gathered data once per process: checks that run once per pair must
+        not rescan every node's data each time (that makes a run O(N^3))."""
+        if "_derived" not in vars(self):
+            self._derived: dict[str, Any] = {}  # not a field: neither saved nor compared
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
 
 def _fields(obj: Any) -> dict[str, Any]:

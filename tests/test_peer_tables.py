@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lib.checks import peers
+from lib.checks.expect import vtep_of
 from lib.facts import NodeFacts
 from lib.pair_selection import sample_pairs
 from lib.parsers.records import Address, FdbEntry, Neighbour, Route, VxlanDevice
@@ -35,8 +37,8 @@ def facts_of(i: int) -> NodeFacts:
 
 def run_with(mode: str) -> RunData:
     return RunData("lab.yaml", "2026-11-21T00:00:00Z", NODES, {n: f"198.18.0.{i}" for i, n in enumerate(NODES, 1)},
-                   {"device": "flannel.1"}, facts={f"node{i}": facts_of(i) for i in range(1, len(NODES) + 1)},
-                   options={"pairs": mode})
+                   {"device": "flannel.1", "port": 8472},
+                   facts={f"node{i}": facts_of(i) for i in range(1, len(NODES) + 1)}, options={"pairs": mode})
 
 
 def test_sample_keeps_the_selected_peers_and_what_no_node_owns():
@@ -56,3 +58,15 @@ def test_every_pair_keeps_everything(mode):
     run = run_with(mode)
     assert keep_selected_peers(run) == 0
     assert all(len(f.fdb) == len(NODES) for f in run.facts.values())
+
+
+def test_without_a_view_a_peers_subnet_is_read_from_the_other_nodes_routes():
+    """No cluster view: node3's pod subnet is what the other nodes route via its VTEP address, so node1
+    missing that route is ROUTE_MISSING for node1->node3 while node2's route still names the subnet."""
+    run = run_with("all")
+    assert vtep_of(run, "node3").pod_cidr == "100.64.3.0/24"
+    assert peers.route(run, "node1", "node3").passed
+    broken = run_with("all")
+    broken.facts["node1"].routes = [r for r in broken.facts["node1"].routes if r.via != "100.64.3.0"]
+    assert vtep_of(broken, "node3").pod_cidr == "100.64.3.0/24"
+    assert peers.route(broken, "node1", "node3").codes == ("ROUTE_MISSING",)

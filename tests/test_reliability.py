@@ -70,15 +70,20 @@ def test_node_blackholed_before_the_mesh_is_named_and_the_rest_is_intact(lab_4, 
     assert bad_subjects(result) == touching("node2"), result.output[-3000:]
 
 
-def test_blackholed_node_is_unreachable_within_the_connect_timeout(lab_4, tmp_path):
+def run_with_fault(lab_4, reports: Path, fault: str) -> tuple[SuiteRun, float]:
+    """The whole suite (no xdist) with `fault` in place from the start; the fault is cleared after."""
     lab, state = lab_4
     try:
-        lab.fault(["blackhole@node4"])
+        lab.fault([fault])
         started = time.monotonic()
-        result = run_suite(state.inventory_path, tmp_path / "reports", *LIMITS, workers="0")
-        elapsed = time.monotonic() - started
+        result = run_suite(state.inventory_path, reports, *LIMITS, workers="0")
+        return result, time.monotonic() - started
     finally:
         lab.clear_faults()
+
+
+def test_blackholed_node_is_unreachable_within_the_connect_timeout(lab_4, tmp_path):
+    result, elapsed = run_with_fault(lab_4, tmp_path / "reports", "blackhole@node4")
     assert_reports_written(result)
     assert elapsed < 2 + 15
     assert ("node4", "NODE_UNREACHABLE") in result.failures(), result.output[-3000:]
@@ -86,14 +91,7 @@ def test_blackholed_node_is_unreachable_within_the_connect_timeout(lab_4, tmp_pa
 
 
 def test_slow_node_times_out_alone(lab_4, tmp_path):
-    lab, state = lab_4
-    try:
-        lab.fault(["slow=30@node2"])
-        started = time.monotonic()
-        result = run_suite(state.inventory_path, tmp_path / "reports", *LIMITS, workers="0")
-        elapsed = time.monotonic() - started
-    finally:
-        lab.clear_faults()
+    result, elapsed = run_with_fault(lab_4, tmp_path / "reports", "slow=30@node2")
     assert_reports_written(result)
     assert elapsed < 4 + 15
     assert ("node2", "NODE_UNREACHABLE") in result.failures(), result.output[-3000:]

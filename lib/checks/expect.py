@@ -61,24 +61,18 @@ def _subnet_of(run: RunData, host: str, vtep_ip: str | None) -> str | None:
     return str(ipaddress.ip_network(dst, strict=False)) if dst else None
 
 
-_ROUTES_VIA: dict[int, tuple[RunData, dict[str, list[tuple[str, str]]]]] = {}
-
-
 def _routes_via(run: RunData) -> dict[str, list[tuple[str, str]]]:
-    """gateway -> the first two (node, subnet) routes through it, built once per run: a scan of every
-    node's routes per pair would make the pair checks O(N^3). Two, because one may be the host's own."""
-    cached = _ROUTES_VIA.get(id(run))
-    if cached is not None and cached[0] is run:
-        return cached[1]
-    index: dict[str, list[tuple[str, str]]] = {}
-    for peer, facts in run.facts.items():
-        for route in facts.routes:
-            if route.via and route.dst and "/" in route.dst:
-                seen = index.setdefault(route.via, [])
-                if len(seen) < 2 and all(p != peer for p, _ in seen):
-                    seen.append((peer, route.dst))
-    _ROUTES_VIA[id(run)] = (run, index)
-    return index
+    """gateway -> the first two (node, subnet) routes through it. Two, because one may be the host's own."""
+    def build() -> dict[str, list[tuple[str, str]]]:
+        index: dict[str, list[tuple[str, str]]] = {}
+        for peer, facts in run.facts.items():
+            for route in facts.routes:
+                if route.via and route.dst and "/" in route.dst:
+                    seen = index.setdefault(route.via, [])
+                    if len(seen) < 2 and all(p != peer for p, _ in seen):
+                        seen.append((peer, route.dst))
+        return index
+    return run.derived("routes_via", build)
 
 
 def shared_by(values: dict[str, str | None], host: str) -> list[str]:
