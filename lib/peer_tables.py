@@ -26,17 +26,18 @@ def keep_selected_peers(run: RunData) -> int:
     dropped = 0
     for host, facts in run.facts.items():
         keep = selected.get(host, set())
-
-        def wanted(*keys: str | None, keep: set[str] = keep) -> bool:
-            known = [k for k in keys if k and k in everyone]
-            return not known or any(k in keep for k in known)
-
         before = len(facts.fdb) + len(facts.neighbours) + len(facts.routes)
-        facts.fdb = [e for e in facts.fdb if wanted((e.mac or "").lower())]
-        facts.neighbours = [n for n in facts.neighbours if wanted(n.ip, (n.mac or "").lower())]
-        facts.routes = [r for r in facts.routes if wanted(r.via, r.dst)]
+        facts.fdb = [e for e in facts.fdb if _wanted(keep, everyone, (e.mac or "").lower())]
+        facts.neighbours = [n for n in facts.neighbours if _wanted(keep, everyone, n.ip, (n.mac or "").lower())]
+        facts.routes = [r for r in facts.routes if _wanted(keep, everyone, r.via, r.dst)]
         dropped += before - len(facts.fdb) - len(facts.neighbours) - len(facts.routes)
     return dropped
+
+
+def _wanted(keep: set[str], everyone: set[str], *keys: str | None) -> bool:
+    """An entry stays when no checked node owns any of its keys, or a kept node owns one."""
+    known = [k for k in keys if k and k in everyone]
+    return not known or any(k in keep for k in known)
 
 
 def _keys_of(run: RunData, host: str) -> set[str]:
