@@ -150,15 +150,23 @@ def reports_dir(config: pytest.Config) -> Path:
 
 
 def prepare_reports(config: pytest.Config) -> None:
-    """Default report paths for suite runs; the allure results dir is cleared here, once, on the
-    controller (allure's own --clean-alluredir races under xdist)."""
+    """Default report paths for suite runs. Our default outputs are cleared here, once, on the controller
+    (allure's own --clean-alluredir races under xdist); when a report's plugin is switched off
+    (`-p no:junitxml`, `-p no:allure_pytest`) its default output is only cleared, so a stale one is not
+    read as this run's."""
     directory = reports_dir(config)
-    if config.option.xmlpath is None:
-        config.option.xmlpath = str(directory / "junit.xml")
-    if not config.option.allure_report_dir:
-        config.option.allure_report_dir = str(directory / "allure-results")
+    for plugin, option, default in (("junitxml", "xmlpath", directory / "junit.xml"),
+                                    ("allure_pytest", "allure_report_dir", directory / "allure-results")):
+        enabled = config.pluginmanager.has_plugin(plugin)
+        if enabled and getattr(config.option, option):
+            continue
+        if enabled:
+            setattr(config.option, option, str(default))
         if not hasattr(config, "workerinput"):
-            shutil.rmtree(config.option.allure_report_dir, ignore_errors=True)
+            if default.is_dir():
+                shutil.rmtree(default, ignore_errors=True)
+            else:
+                default.unlink(missing_ok=True)
 
 
 def load_inventory(config: pytest.Config) -> inventory_mod.Inventory:

@@ -55,6 +55,27 @@ def test_ini_plugin_blocks_hold_for_an_inventory_outside(outside, tmp_path):
     assert "PytestBenchmarkWarning" not in out, out[-2000:]
 
 
+@pytest.mark.parametrize(("plugin", "off", "on"), [("allure_pytest", "allure-results", "junit.xml"),
+                                                   ("junitxml", "junit.xml", "allure-results")])
+def test_report_plugin_switched_off(outside, tmp_path, plugin, off, on):
+    """`-p no:allure_pytest` / `-p no:junitxml` run without that report (and drop a stale one)."""
+    reports = tmp_path / "reports"
+    (reports / "allure-results").mkdir(parents=True)
+    (reports / "junit.xml").write_text("<stale/>")
+    command = [sys.executable, "-m", "pytest", "-n", "2", "--inventory", str(outside), "--reports-dir",
+               str(reports), "-p", "no:cacheprovider", "-p", f"no:{plugin}", "--connect-timeout", "2",
+               "suites/test_access.py"]
+    proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "INTERNALERROR" not in out, out[-2000:]
+    assert "NODE_UNREACHABLE" in (reports / "summary.json").read_text()
+    assert not (reports / off).exists()
+    if on == "junit.xml":
+        assert "NODE_UNREACHABLE" in (reports / on).read_text()
+    else:
+        assert list((reports / on).glob("*-result.json"))
+
+
 def test_missing_inventory_is_usage_error(tmp_path):
     result = run_suite(tmp_path / "nope.yaml", tmp_path / "reports", "suites/test_access.py", workers="0")
     assert result.exit_code == 4
