@@ -2,9 +2,11 @@
 overlay (the benchmark's point of comparison, not part of the product).
 
 Run with `pytest -n auto --hosts=paramiko://root@A,paramiko://root@B,... --ssh-identity-file KEY
---ssh-config CFG`. Node facts that need every node (unique MACs, the FDB entry per peer) come from one
-session fixture per worker that asks every host once, over the same cached connections the `host`
-fixture uses.
+--ssh-config CFG`. It runs the suite's node checks (not its VXLAN frame probes: a UDP echo per pair
+stands for the datapath). Facts that need every node (unique MACs, each peer's FDB/neighbour/route
+entry) come from one session fixture per worker that asks every host once, and what the overlay
+advertises from one `kubectl get nodes -o json` on the first host, over the same cached connections the
+`host` fixture uses.
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ class Vtep:
     mac: str
     local: str | None
     vtep_ip: str | None
+    vni: int | None
+    port: int | None
+    learning: bool | None
+    mtu: int
+
+
+@dataclass(frozen=True)
+class Advertised:
+    """A Kubernetes node's flannel annotations."""
+
+    name: str
+    internal_ip: str | None
+    public_ip: str | None
+    vtep_mac: str | None
+    pod_cidr: str | None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,7 +84,26 @@ def fleet(all_hosts: dict[str, testinfra.host.Host], device: str) -> dict[str, V
         link = json.loads(out.stdout)[0]
         info = link.get("linkinfo", {}).get("info_data", {})
         inet = [a["local"] for a in link.get("addr_info", []) if a.get("family") == "inet"]
-        result[address] = Vtep(address, link["address"], info.get("local"), inet[0] if inet else None)
+        result[address] = Vtep(address, link["address"], info.get("local"), inet[0] if inet else None,
+                               info.get("id"), info.get("port"), info.get("learning"), link["mtu"])
+    return result
+
+
+@pytest.fixture(scope="session")
+def advertised(all_hosts: dict[str, testinfra.host.Host]) -> dict[str, Advertised]:
+    """advertised[address]: the flannel annotations of the Kubernetes node with that InternalIP, from
+    kubectl on the first host (the control plane)."""
+    control_plane = next(iter(all_hosts.values()))
+    nodes = json.loads(control_plane.check_output("kubectl get nodes -o json"))["items"]
+    result = {}
+    for node in nodes:
+        ann = node["metadata"].get("annotations", {})
+        backend = json.loads(ann.get("flannel.alpha.coreos.com/backend-data") or "{}")
+        internal = [a["address"] for a in node["status"].get("addresses", []) if a["type"] == "InternalIP"]
+        entry = Advertised(node["metadata"]["name"], internal[0] if internal else None,
+                           ann.get("flannel.alpha.coreos.com/public-ip"), backend.get("VtepMAC"),
+                           node["spec"].get("podCIDR"))
+        result[entry.internal_ip] = entry
     return result
 
 

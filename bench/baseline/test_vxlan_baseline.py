@@ -1,15 +1,21 @@
-"""VXLAN node and pair checks the way a pytest-testinfra user writes them: `host.run` per host, and a
-UDP echo per directed pair over SSH (a bounded one-shot echo server on the receiver, a retrying client
-on the sender, to the receiver's VTEP address so the datagram crosses the VXLAN overlay)."""
+"""VXLAN node and pair checks the way a pytest-testinfra user writes them: the suite's node checks with
+`host.run` per host, and a UDP echo per directed pair over SSH (a bounded one-shot echo server on the
+receiver, a retrying client on the sender, to the receiver's VTEP address so the datagram crosses the
+VXLAN overlay)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 ECHO_BASE_PORT = 20000  # a pair's echo port: this + the sender's index, so concurrent pairs never share one
 
-KNOWN_BAD_KERNELS = {"3.10.0-957.el7", "3.10.0-1062.9.1.el7", "3.10.0-1127.8.2.el7", "4.18.0-305.el8",
-                     "4.19.90-52.49.v2207.ky10", "4.19.90-52.22.v2207.ky10"}
+VXLAN_VNI, VXLAN_PORT, VXLAN_OVERHEAD = 1, 8472, 50  # flannel's defaults
+
+# kernels whose VXLAN checksum bug needs TX checksum offload and --random-fully NAT (seed 004)
+OFFLOAD_BUG_KERNELS = {"3.10.0-957.el7", "3.10.0-1062.9.1.el7", "3.10.0-1127.8.2.el7"}
+KNOWN_BAD_KERNELS = {"4.19.90-52.49.v2207.ky10"}  # bad whatever the conditions (seed 003)
 
 # one datagram, echoed once; bounded by `timeout` and the socket timeout
 ECHO_SERVER = """
@@ -39,6 +45,18 @@ sys.exit(1)
 """
 
 
+def test_ssh_reachable(host):
+    assert host.run("true").rc == 0
+
+
+def test_privileges(host):
+    assert host.run("id -u").stdout.strip() == "0" or host.run("sudo -n true").rc == 0
+
+
+def test_python(host):
+    assert host.run("python3 -c %s", "import sys; sys.exit(sys.version_info < (3, 6))").rc == 0
+
+
 def test_vxlan_device_present(host, device):
     assert host.interface(device).exists
 
@@ -54,6 +72,35 @@ def test_vtep_local_address(host, fleet):
     assert me.local == me.address
 
 
+def test_vtep_mac_advertised(host, fleet, advertised):
+    me = host.backend.host.name
+    assert advertised[me].vtep_mac == fleet[me].mac
+
+
+def test_vtep_config(host, device):
+    info = json.loads(host.check_output("ip -d -j link show dev %s", device))[0]["linkinfo"]["info_data"]
+    assert (info["id"], info["port"], info["learning"]) == (VXLAN_VNI, VXLAN_PORT, False)
+
+
+def test_vtep_mtu(host, device):
+    me = host.backend.host.name
+    links = json.loads(host.check_output("ip -j addr show"))
+    underlay = next(link for link in links if any(a.get("local") == me for a in link.get("addr_info", [])))
+    vtep = next(link for link in links if link["ifname"] == device)
+    assert vtep["mtu"] == underlay["mtu"] - VXLAN_OVERHEAD
+
+
+def test_public_ip(host, advertised):
+    me = host.backend.host.name
+    assert advertised[me].public_ip == me
+
+
+def test_public_ip_unique(host, advertised):
+    me = advertised[host.backend.host.name]
+    twins = [a.name for a in advertised.values() if a.public_ip == me.public_ip and a.name != me.name]
+    assert not twins, f"public IP {me.public_ip} also advertised by {twins}"
+
+
 def test_fdb_entry_per_peer(host, fleet, device):
     fdb = host.check_output("bridge fdb show dev %s", device)
     me = host.backend.host.name
@@ -62,9 +109,33 @@ def test_fdb_entry_per_peer(host, fleet, device):
     assert not missing, f"no FDB entry for {missing}"
 
 
+def test_neigh_entry_per_peer(host, fleet, device):
+    neigh = host.check_output("ip neigh show dev %s", device)
+    me = host.backend.host.name
+    missing = [v.address for v in fleet.values()
+               if v.address != me and f"{v.vtep_ip} lladdr {v.mac} PERMANENT" not in neigh]
+    assert not missing, f"no neighbour entry for {missing}"
+
+
+def test_route_per_peer(host, fleet, advertised, device):
+    routes = host.check_output("ip route show dev %s", device)
+    me = host.backend.host.name
+    missing = [v.address for v in fleet.values() if v.address != me
+               and f"{advertised[v.address].pod_cidr} via {v.vtep_ip} " not in routes + " "]
+    assert not missing, f"no route for {missing}"
+
+
 def test_kernel_release(host):
     release = host.check_output("uname -r")
     assert release and release not in KNOWN_BAD_KERNELS
+
+
+def test_checksum_offload_risk(host, device):
+    release = host.check_output("uname -r")
+    offload = host.check_output("ethtool -k %s", device)
+    nat = host.run("iptables-save -t nat").stdout
+    assert not (release in OFFLOAD_BUG_KERNELS and "tx-checksumming: on" in offload
+                and "--random-fully" in nat), f"kernel {release} with TX offload and --random-fully NAT"
 
 
 def test_udp_echo(host, peer, all_hosts, fleet, sender_index):
