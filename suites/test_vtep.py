@@ -1,4 +1,5 @@
-"""VTEP per node: unique MAC (seed 000), MAC as advertised, local address, VNI/port/learning, MTU."""
+"""VTEP per node: unique MAC and machine-id (seed 000), MAC as advertised, not NetworkManager's, local
+address, VNI/port/learning, MTU."""
 
 import pytest
 
@@ -12,8 +13,16 @@ def test_vtep_mac_unique(request, run, node):
     enforce(request, vtep.mac_unique(run, node))
 
 
+def test_machine_id_unique(request, run, node):
+    enforce(request, vtep.machine_id_unique(run, node))
+
+
 def test_vtep_mac_advertised(request, run, node):
     enforce(request, vtep.mac_advertised(run, node))
+
+
+def test_vtep_nm_unmanaged(request, run, node):
+    enforce(request, vtep.nm_unmanaged(run, node))
 
 
 def test_vtep_local(request, run, node):

@@ -21,6 +21,11 @@ SCENARIOS = {
     "dup-vtep-mac": (["dup-vtep-mac@node2,node3"],
                      {("node2", "VTEP_MAC_DUPLICATE"), ("node3", "VTEP_MAC_DUPLICATE"),
                       ("node1->node2", "VTEP_MAC_DUPLICATE"), ("node4->node2", "VTEP_MAC_DUPLICATE")}),
+    # the cause behind seed 000 on cloned VMs, caught while the MACs still differ
+    "dup-machine-id": (["dup-machine-id@node2,node3"],
+                       {("node2", "MACHINE_ID_DUPLICATE"), ("node3", "MACHINE_ID_DUPLICATE")}),
+    # flannel#1330: NetworkManager lists flannel.1 as its own
+    "nm-managed": (["nm-managed@node4"], {("node4", "VTEP_NM_MANAGED")}),
     # seed 001: node2's flannel took the NAT NIC's address
     "wrong-public-ip": (["wrong-public-ip@node2"],
                         {("node2", "PUBLIC_IP_MISMATCH"), ("node2", "VTEP_LOCAL_MISMATCH")}),

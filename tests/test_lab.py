@@ -318,11 +318,36 @@ def test_unprivileged_user_logs_in_with_lab_key_on_its_node_only(lab_4):
         ssh_connect(state, "node3", user=LAB_USER)
 
 
+@pytest.mark.skipif(not Path("/etc/machine-id").exists(), reason="this machine has no /etc/machine-id")
+def test_machine_id_per_node_and_nm_shim_on_its_node_only(lab_4):
+    """Every node reads its own /etc/machine-id (the machine's stays as it is); dup-machine-id gives node3
+    node2's, nm-managed gives node4 an nmcli that lists flannel.1 as NetworkManager's; clear undoes both."""
+    lab, state = lab_4
+    machine = Path("/etc/machine-id").read_text()
+    read = "cat /etc/machine-id; nmcli -t -f DEVICE,STATE device 2>/dev/null; :"
+
+    def seen() -> dict[str, str]:
+        return {f"node{i}": ssh_run(ssh_connect(state, f"node{i}"), read) for i in range(1, 5)}
+
+    healthy = seen()
+    assert len(set(healthy.values())) == 4 and machine not in healthy.values()
+    try:
+        state = lab.fault(["dup-machine-id@node2,node3", "nm-managed@node4"])
+        faulted = seen()
+        assert faulted["node3"] == faulted["node2"] == healthy["node2"]
+        assert faulted["node4"] == healthy["node4"] + "lo:unmanaged\neth0:unmanaged\nflannel.1:connected (externally)\n"
+        assert faulted["node1"] == healthy["node1"]
+    finally:
+        state = lab.clear_faults()
+    assert seen() == healthy and Path("/etc/machine-id").read_text() == machine
+
+
 def test_fault_input_errors(lab_4):
     lab, _ = lab_4
     for spec, words in [("no-such@node1", "unknown fault"), ("blocked-port@node9", "unknown node"),
                         ("blocked-port", "malformed"), ("mtu=big@node2", "bad value"),
                         ("kernel@node2", "needs a value"), ("dup-vtep-mac@node1", "alone"),
+                        ("dup-machine-id@node1", "alone"), ("nm-managed@node1->node2", "not a pair"),
                         ("wrong-public-ip@node1->node2", "not a pair"), ("no-python=yes@node2", "takes no value"),
                         ("unprivileged-user@node1->node2", "not a pair")]:
         with pytest.raises(LabError, match=words):

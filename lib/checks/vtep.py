@@ -1,5 +1,6 @@
-"""The VTEP of each node: unique MAC (seed 000), MAC as advertised, bound to the node's own address, and
-the same VNI / port / learning / MTU as everybody else."""
+"""The VTEP of each node: unique MAC (seed 000) and machine-id (its cause on cloned VMs), MAC as advertised
+and left alone by NetworkManager, bound to the node's own address, and the same VNI / port / learning /
+MTU as everybody else."""
 
 from __future__ import annotations
 
@@ -37,6 +38,34 @@ def mac_unique(run: RunData, host: str) -> CheckResult:
         "vtep-mac-unique", host, ("VTEP_MAC_DUPLICATE",),
         f"{run.overlay['device']} MAC {macs[host]} is shared by {', '.join(sharing)}{clone_hint}",
         evidence="\n".join(_link_evidence(run, h) for h in sharing), values=_values(run, host))
+
+
+def machine_id_unique(run: RunData, host: str) -> CheckResult:
+    """Cloned VMs keep the image's /etc/machine-id, from which systemd derives 'persistent' MACs: the
+    duplicate VTEP MAC of seed 000 waiting to happen, even while the MACs still differ."""
+    ids = {h: f.machine_id for h, f in run.facts.items()}
+    if not ids.get(host):
+        return CheckResult("machine-id-unique", host, note="no /etc/machine-id on the node")
+    sharing = shared_by(ids, host)
+    if not sharing:
+        return CheckResult("machine-id-unique", host)
+    return CheckResult(
+        "machine-id-unique", host, ("MACHINE_ID_DUPLICATE",),
+        f"/etc/machine-id {ids[host]} is shared by {', '.join(sharing)} (VMs cloned from one image)",
+        evidence="\n".join(f"{h}: cat /etc/machine-id = {ids[h]}" for h in sharing), values=_values(run, host))
+
+
+def nm_unmanaged(run: RunData, host: str) -> CheckResult:
+    """NetworkManager must leave the VXLAN device alone (flannel#1330: it changed the MAC underneath)."""
+    policy, device = run.facts[host].mac_policy, run.overlay["device"]
+    if policy.nm_managed is None:
+        return CheckResult("vtep-nm-unmanaged", host, note=f"nmcli absent, or NetworkManager does not list {device}")
+    if not policy.nm_managed:
+        return CheckResult("vtep-nm-unmanaged", host)
+    return CheckResult("vtep-nm-unmanaged", host, ("VTEP_NM_MANAGED",),
+                       f"NetworkManager lists {device} as '{policy.nm_state}', not unmanaged",
+                       evidence=f"{host}: nmcli -t -f DEVICE,STATE device: {device}:{policy.nm_state}",
+                       values=_values(run, host))
 
 
 def mac_advertised(run: RunData, host: str) -> CheckResult:

@@ -15,8 +15,9 @@ from .errors import LabError
 from .state import LabNode
 
 PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
-NODE_FAULTS = {"dup-vtep-mac", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu", "blackhole", "slow",
-               "no-python", "unprivileged-user"}
+NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
+               "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed"}
+DUP_FAULTS = {"dup-vtep-mac", "dup-machine-id"}  # the first target's value copied to the others
 VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow"}
 MAX_SLOW_S = 600
 KERNEL_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
@@ -59,9 +60,9 @@ def parse(spec: str, node_names: list[str]) -> Fault:
         _check_nodes(spec, list(targets), node_names)
         if len(set(targets)) != len(targets):
             raise LabError(f"target {target!r} in {spec!r} lists a node twice")
-    if name == "dup-vtep-mac" and len(targets) == 1:
+    if name in DUP_FAULTS and len(targets) == 1:
         if targets[0] == node_names[0]:
-            raise LabError(f"{spec!r}: {targets[0]} alone cannot duplicate its own MAC; name two nodes")
+            raise LabError(f"{spec!r}: {targets[0]} alone cannot share its own value; name two nodes")
         targets = (node_names[0],) + targets
     return Fault(spec.strip(), name, value, targets, source)
 
@@ -96,6 +97,7 @@ class Desired:
 
     macs: dict[str, str]
     locals: dict[str, str]  # VXLAN local address = advertised public IP
+    machine_ids: dict[str, str]  # what /etc/machine-id reads on the node
     fdb: dict[str, list[tuple[str, str]]]  # node -> [(peer MAC, dst)] in node order (last writer wins)
     mtu: dict[str, int] = field(default_factory=dict)
     offload: dict[str, str] = field(default_factory=dict)
@@ -108,19 +110,26 @@ class Desired:
     slow: dict[str, int] = field(default_factory=dict)  # node -> seconds every SSH command waits first
     no_python: set[str] = field(default_factory=set)  # nodes where SSH sessions find no Python
     unprivileged_user: set[str] = field(default_factory=set)  # nodes where LAB_USER can log in
+    nm_managed: set[str] = field(default_factory=set)  # nodes whose nmcli lists the VXLAN device as managed
 
 
 def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
     macs = {n.name: n.base_mac for n in nodes}
     locals_ = {n.name: n.address for n in nodes}
     address = {n.name: n.address for n in nodes}
-    out = Desired(macs, locals_, {})
+    machine_ids = {n.name: plan.machine_id(instance, n.name) for n in nodes}
+    out = Desired(macs, locals_, machine_ids, {})
     stale: dict[tuple[str, str], str | None] = {}  # (src, dst node) -> fdb dst override, None = no entry
     for fault in faults:
         hit = fault.targets
         if fault.name == "dup-vtep-mac":
             for name in hit[1:]:
                 macs[name] = macs[hit[0]]
+        elif fault.name == "dup-machine-id":
+            for name in hit[1:]:
+                machine_ids[name] = machine_ids[hit[0]]
+        elif fault.name == "nm-managed":
+            out.nm_managed.update(hit)
         elif fault.name == "wrong-public-ip":
             out.nat_on_lo = True
             for name in hit:

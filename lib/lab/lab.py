@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import etcd, fault_rules, inventory_out, kubectl, overlay, plan, sshd
+from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
 from .errors import LabError
 from .faults import Desired, Fault, desired, parse
 from .run import require_tools, run
@@ -197,6 +197,7 @@ class Lab:
         # addresses first: sshd and etcd bind to the node address and die if it is not there yet
         overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
         sshd.prepare(state)
+        node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
         etcd_proc = None
         if state.preset == "flannel":
             etcd_proc = etcd.start(state)
@@ -219,6 +220,7 @@ class Lab:
                fresh: bool | None) -> None:
         """Program the desired state; fresh=None: the VXLAN devices already hold it (just built, or unchanged)."""
         want = desired(state.instance, state.nodes, wanted)
+        node_files.check(want)
         if fresh is not None:
             overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh)
         before = desired(state.instance, state.nodes, previous)
@@ -235,6 +237,7 @@ class Lab:
         if state.etcd_pid:
             etcd.write(state, want)
         kubectl.write(state, want)
+        node_files.write(state, want)
         save(state)
 
     def _down(self) -> None:

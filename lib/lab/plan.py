@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ def node_name(index: int) -> str:
 
 def node_address(instance: int, index: int) -> str:
     return str(underlay(instance).network_address + index)
+
+
+def machine_id(instance: int, name: str) -> str:
+    """A node's own /etc/machine-id: 32 hex digits, stable per lab instance and node."""
+    return hashlib.sha256(f"vxlan-lab/{instance}/{name}".encode()).hexdigest()[:32]
 
 
 def bridge_name(instance: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import node_files
 from .errors import LabError
 from .run import SBIN_PATH
 from .state import LabNode, LabState
@@ -102,7 +103,8 @@ def start(state: LabState) -> list[subprocess.Popen]:
         config = state.state_dir / "nodes" / node.name / "sshd_config"
         # hide /root/.bashrc: pyenv init there costs ~110 ms per SSH command (lab-notes 2)
         hide = f"mount --bind {shlex.quote(str(empty))} {BASHRC}; " if BASHRC.exists() else ""
-        script = f"hostname {shlex.quote(node.name)}; {hide}exec {SSHD} -D -f {shlex.quote(str(config))}"
+        script = (f"hostname {shlex.quote(node.name)}; {hide}{node_files.bind_machine_id(state, node)}"
+                  f"exec {SSHD} -D -f {shlex.quote(str(config))}")
         with open(log_path(state, node), "wb") as log:  # a file, not a pipe: sshd outlives the CLI process
             procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", node.netns, "unshare", "--mount", "--uts", "--propagation", "private",
