@@ -90,6 +90,11 @@ def fleet(all_hosts: dict[str, testinfra.host.Host], device: str) -> dict[str, V
 
 
 @pytest.fixture(scope="session")
+def machine_ids(all_hosts: dict[str, testinfra.host.Host]) -> dict[str, str]:
+    return {address: host.file("/etc/machine-id").content_string.strip() for address, host in all_hosts.items()}
+
+
+@pytest.fixture(scope="session")
 def advertised(all_hosts: dict[str, testinfra.host.Host]) -> dict[str, Advertised]:
     """advertised[address]: the flannel annotations of the Kubernetes node with that InternalIP, from
     kubectl on the first host (the control plane)."""

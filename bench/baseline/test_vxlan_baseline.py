@@ -72,6 +72,18 @@ def test_vtep_local_address(host, fleet):
     assert me.local == me.address
 
 
+def test_machine_id_unique(host, machine_ids):
+    mine = machine_ids[host.backend.host.name]
+    twins = [a for a, m in machine_ids.items() if m == mine and a != host.backend.host.name]
+    assert not twins, f"/etc/machine-id {mine} also on {twins}"
+
+
+def test_vtep_nm_unmanaged(host, device):
+    states = host.run("nmcli -t -f DEVICE,STATE device")
+    if states.rc == 0:  # no nmcli, or NetworkManager not running: nothing manages the device
+        assert f"{device}:" not in states.stdout or f"{device}:unmanaged" in states.stdout
+
+
 def test_vtep_mac_advertised(host, fleet, advertised):
     me = host.backend.host.name
     assert advertised[me].vtep_mac == fleet[me].mac
