@@ -155,6 +155,9 @@ def prepare_reports(config: pytest.Config) -> None:
     (`-p no:junitxml`, `-p no:allure_pytest`) its default output is only cleared, so a stale one is not
     read as this run's."""
     directory = reports_dir(config)
+    opts = config.option
+    informs_only = (opts.help or opts.version or opts.markers or opts.showfixtures or opts.show_fixtures_per_test
+                    or opts.collectonly)  # `pytest --help` in the project must not wipe the last run's reports
     for plugin, option, default in (("junitxml", "xmlpath", directory / "junit.xml"),
                                     ("allure_pytest", "allure_report_dir", directory / "allure-results")):
         enabled = config.pluginmanager.has_plugin(plugin)
@@ -162,7 +165,7 @@ def prepare_reports(config: pytest.Config) -> None:
             continue
         if enabled:
             setattr(config.option, option, str(default))
-        if not hasattr(config, "workerinput"):
+        if not hasattr(config, "workerinput") and not informs_only:
             if default.is_dir():
                 shutil.rmtree(default, ignore_errors=True)
             else:

@@ -320,22 +320,24 @@ def test_unprivileged_user_logs_in_with_lab_key_on_its_node_only(lab_4):
 
 @pytest.mark.skipif(not Path("/etc/machine-id").exists(), reason="this machine has no /etc/machine-id")
 def test_machine_id_per_node_and_nm_shim_on_its_node_only(lab_4):
-    """Every node reads its own /etc/machine-id (the machine's stays as it is); dup-machine-id gives node3
-    node2's, nm-managed gives node4 an nmcli that lists flannel.1 as NetworkManager's; clear undoes both."""
+    """Every node reads its own /etc/machine-id (the machine's stays as it is) and an nmcli stand-in that
+    lists flannel.1 as unmanaged; dup-machine-id gives node3 node2's id, nm-managed makes node4's nmcli
+    list flannel.1 as NetworkManager's; clear undoes both."""
     lab, state = lab_4
     machine = Path("/etc/machine-id").read_text()
-    read = "cat /etc/machine-id; nmcli -t -f DEVICE,STATE device 2>/dev/null; :"
+    read = "cat /etc/machine-id; nmcli -t -f DEVICE,STATE device | grep flannel"
 
     def seen() -> dict[str, str]:
         return {f"node{i}": ssh_run(ssh_connect(state, f"node{i}"), read) for i in range(1, 5)}
 
     healthy = seen()
-    assert len(set(healthy.values())) == 4 and machine not in healthy.values()
+    assert len(set(healthy.values())) == 4 and all(out.endswith("\nflannel.1:unmanaged\n") for out in healthy.values())
+    assert machine not in {out.split()[0] + "\n" for out in healthy.values()}
     try:
         state = lab.fault(["dup-machine-id@node2,node3", "nm-managed@node4"])
         faulted = seen()
         assert faulted["node3"] == faulted["node2"] == healthy["node2"]
-        assert faulted["node4"] == healthy["node4"] + "lo:unmanaged\neth0:unmanaged\nflannel.1:connected (externally)\n"
+        assert faulted["node4"] == healthy["node4"].replace(":unmanaged", ":connected (externally)")
         assert faulted["node1"] == healthy["node1"]
     finally:
         state = lab.clear_faults()

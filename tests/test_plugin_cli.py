@@ -76,6 +76,18 @@ def test_report_plugin_switched_off(outside, tmp_path, plugin, off, on):
         assert list((reports / on).glob("*-result.json"))
 
 
+@pytest.mark.parametrize("flag", ["--help", "--markers"])
+def test_informational_run_keeps_the_last_reports(outside, tmp_path, flag):
+    reports = tmp_path / "reports"
+    (reports / "allure-results").mkdir(parents=True)
+    (reports / "junit.xml").write_text("<last-run/>")
+    command = [sys.executable, "-m", "pytest", flag, "--inventory", str(outside), "--reports-dir", str(reports),
+               "-p", "no:cacheprovider"]
+    proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert (reports / "junit.xml").read_text() == "<last-run/>" and (reports / "allure-results").is_dir()
+
+
 def test_missing_inventory_is_usage_error(tmp_path):
     result = run_suite(tmp_path / "nope.yaml", tmp_path / "reports", "suites/test_access.py", workers="0")
     assert result.exit_code == 4

@@ -43,9 +43,10 @@ def mac_unique(run: RunData, host: str) -> CheckResult:
 def machine_id_unique(run: RunData, host: str) -> CheckResult:
     """Cloned VMs keep the image's /etc/machine-id, from which systemd derives 'persistent' MACs: the
     duplicate VTEP MAC of seed 000 waiting to happen, even while the MACs still differ."""
-    ids = {h: f.machine_id for h, f in run.facts.items()}
-    if not ids.get(host):
-        return CheckResult("machine-id-unique", host, note="no /etc/machine-id on the node")
+    ids = {h: f.machine_id for h, f in run.facts.items() if f.machine_id not in (None, "", "uninitialized")}
+    if host not in ids:
+        return CheckResult("machine-id-unique", host, note="no /etc/machine-id on the node (or not yet set: "
+                                                           "'uninitialized' until first boot completes)")
     sharing = shared_by(ids, host)
     if not sharing:
         return CheckResult("machine-id-unique", host)

@@ -192,8 +192,9 @@ class Lab:
         return state
 
     def _build(self, state: LabState, parsed: list[Fault]) -> None:
-        overlay.build_skeleton(state.instance, state.nodes)
         want = desired(state.instance, state.nodes, parsed)
+        node_files.check(want)
+        overlay.build_skeleton(state.instance, state.nodes)
         # addresses first: sshd and etcd bind to the node address and die if it is not there yet
         overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
         sshd.prepare(state)

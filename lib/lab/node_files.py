@@ -3,8 +3,9 @@
 All namespaces share the machine's filesystem, so without this every lab node would report the same
 /etc/machine-id, like VMs cloned from one image. Each node's sshd bind-mounts its own machine-id file at
 start (in its private mount namespace); faults then rewrite that file in place, which the bind mount
-shows at once. `nm-managed` puts an `nmcli` stand-in on the node's PATH that lists the VXLAN device as
-NetworkManager's. The machine's files never change.
+shows at once. Every node gets an `nmcli` stand-in too (the machine's own would answer for the machine's
+NetworkManager): it lists the VXLAN device as unmanaged, or with `nm-managed` as NetworkManager's. The
+machine's files never change.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def machine_id_path(state: LabState, node: LabNode) -> Path:
 
 def bind_machine_id(state: LabState, node: LabNode) -> str:
     """Shell for the node's sshd start script (before it execs sshd); nothing when the machine has no
-    /etc/machine-id to cover."""
+    /etc/machine-id to cover. A failed bind stops sshd: a node showing the machine's id would look cloned."""
     if not MACHINE_ID.exists():
         return ""
-    return f"mount --bind {shlex.quote(str(machine_id_path(state, node)))} {MACHINE_ID}; "
+    return f"mount --bind {shlex.quote(str(machine_id_path(state, node)))} {MACHINE_ID} && "
 
 
 def check(want: Desired) -> None:
@@ -46,17 +47,19 @@ def write(state: LabState, want: Desired) -> None:
                 handle.truncate(0)
                 handle.write(content)
         shim = state.state_dir / "nodes" / node.name / "bin" / "nmcli"
-        if node.name in want.nm_managed:
-            shim.write_text(_nmcli_script(state.device))
-            shim.chmod(0o755)
-        else:
-            shim.unlink(missing_ok=True)
+        script = _nmcli_script(state.device, "connected (externally)" if node.name in want.nm_managed
+                               else "unmanaged")
+        if not shim.exists() or shim.read_text() != script:
+            draft = shim.with_suffix(".new")
+            draft.write_text(script)
+            draft.chmod(0o755)
+            draft.replace(shim)  # a session running nmcli meanwhile sees the old or the new one, whole
 
 
-def _nmcli_script(device: str) -> str:
-    listing = shlex.quote(f"lo:unmanaged\neth0:unmanaged\n{device}:connected (externally)")
+def _nmcli_script(device: str, state: str) -> str:
+    listing = shlex.quote(f"lo:unmanaged\neth0:unmanaged\n{device}:{state}")
     return f"""#!/bin/sh
-# vxlan lab stand-in for nmcli (fault nm-managed): NetworkManager lists {device} as its own.
+# vxlan lab stand-in for nmcli: NetworkManager lists {device} as {state}.
 if [ "$*" = "-t -f DEVICE,STATE device" ]; then printf '%s\\n' {listing}; exit 0; fi
 echo "nmcli (vxlan lab stand-in): only 'nmcli -t -f DEVICE,STATE device' is supported" >&2
 exit 1
