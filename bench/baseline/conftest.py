@@ -24,10 +24,6 @@ class Vtep:
     mac: str
     local: str | None
     vtep_ip: str | None
-    vni: int | None
-    port: int | None
-    learning: bool | None
-    mtu: int
 
 
 @dataclass(frozen=True)
@@ -84,14 +80,13 @@ def fleet(all_hosts: dict[str, testinfra.host.Host], device: str) -> dict[str, V
         link = json.loads(out.stdout)[0]
         info = link.get("linkinfo", {}).get("info_data", {})
         inet = [a["local"] for a in link.get("addr_info", []) if a.get("family") == "inet"]
-        result[address] = Vtep(address, link["address"], info.get("local"), inet[0] if inet else None,
-                               info.get("id"), info.get("port"), info.get("learning"), link["mtu"])
+        result[address] = Vtep(address, link["address"], info.get("local"), inet[0] if inet else None)
     return result
 
 
 @pytest.fixture(scope="session")
 def machine_ids(all_hosts: dict[str, testinfra.host.Host]) -> dict[str, str]:
-    return {address: host.file("/etc/machine-id").content_string.strip() for address, host in all_hosts.items()}
+    return {address: host.run("cat /etc/machine-id").stdout.strip() for address, host in all_hosts.items()}
 
 
 @pytest.fixture(scope="session")
