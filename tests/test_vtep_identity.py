@@ -1,11 +1,12 @@
-"""The node identity checks on run data: a shared /etc/machine-id (cloned VMs) and a VXLAN device that
-NetworkManager claims, with what counts as unknown rather than wrong."""
+"""The node identity checks on run data: a shared VTEP MAC, /etc/machine-id (cloned VMs) or advertised
+public IP, and a VXLAN device that NetworkManager claims, with what counts as unknown rather than wrong."""
 
 from __future__ import annotations
 
-from lib.checks import vtep
+from lib.checks import public_ip, vtep
+from lib.cluster_view import Advertised
 from lib.facts import NodeFacts
-from lib.parsers.records import MacPolicy
+from lib.parsers.records import MacPolicy, VxlanDevice
 from lib.parsers.systemd import mac_policy
 from lib.rundata import RunData
 
@@ -24,6 +25,20 @@ def test_shared_machine_id_names_every_clone():
     assert "n1: cat /etc/machine-id = " + "a" * 32 in result.evidence
     assert "rm -f /etc/machine-id" in result.remediation()
     assert vtep.machine_id_unique(run, "n2").passed
+
+
+def test_shared_mac_and_public_ip_name_each_group():
+    macs = ["02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:01", "02:00:00:00:00:02"]
+    run = run_of([NodeFacts(f"n{i}", device=VxlanDevice(name="flannel.1", mac=mac)) for i, mac in enumerate(macs, 1)]
+                 + [NodeFacts("n5")])
+    run.view_source = "kubectl"
+    run.view = {f"n{i}": Advertised(f"n{i}", "kubectl", public_ip=ip)
+                for i, ip in enumerate(["198.18.0.1", "10.0.2.15", "10.0.2.15", "198.18.0.4"], 1)}
+    assert [vtep.mac_unique(run, h).message.split(" is shared by ")[-1] for h in ("n1", "n2")] == ["n1, n3", "n2, n4"]
+    assert vtep.mac_unique(run, "n5").passed and "no VXLAN device" in vtep.mac_unique(run, "n5").note
+    assert public_ip.unique(run, "n3").codes == ("PUBLIC_IP_DUPLICATE",)
+    assert "10.0.2.15 is advertised by n2, n3" in public_ip.unique(run, "n2").message
+    assert public_ip.unique(run, "n1").passed and public_ip.unique(run, "n5").passed
 
 
 def test_missing_or_uninitialized_machine_id_is_unknown_not_shared():

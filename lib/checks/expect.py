@@ -4,6 +4,7 @@ node's own facts (a cluster not yet installed, or `vxlan_cluster_view: none`).""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -75,10 +76,13 @@ def _routes_via(run: RunData) -> dict[str, list[tuple[str, str]]]:
     return run.derived("routes_via", build)
 
 
-def shared_by(values: dict[str, str | None], host: str) -> list[str]:
-    """Every host whose value equals `host`'s (itself included), in order; [] when it is unique/None."""
-    mine = values.get(host)
-    if not mine:
-        return []
-    same = [h for h, v in values.items() if v == mine]
-    return same if len(same) > 1 else []
+def shared_by(run: RunData, key: str, values: Callable[[], dict[str, str | None]], host: str) -> list[str]:
+    """Every host whose value (of `values()`, named `key`) equals `host`'s, itself included, in order; []
+    when it is unique or unknown. Grouped once per run: a node test asks once per node."""
+    def build() -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name, value in values().items():
+            if value:
+                groups.setdefault(value, []).append(name)
+        return {name: same for same in groups.values() if len(same) > 1 for name in same}
+    return run.derived(f"shared_by:{key}", build).get(host, [])

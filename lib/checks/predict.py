@@ -15,7 +15,7 @@ def mac_unique(run: RunData, host: str) -> CheckResult:
     if host in run.predict_errors:
         return CheckResult("vtep-mac-predicted", host, ("PREDICT_FAILED",), run.predict_errors[host],
                            values={"node": host})
-    sharing = shared_by(dict(run.predicted_macs), host)
+    sharing = shared_by(run, "predicted-mac", lambda: dict(run.predicted_macs), host)
     if not sharing:
         return CheckResult("vtep-mac-predicted", host, note=f"a new VXLAN device got {run.predicted_macs[host]}")
     return CheckResult(

@@ -38,11 +38,12 @@ def matches_address(run: RunData, host: str) -> CheckResult:
 
 def unique(run: RunData, host: str) -> CheckResult:
     needs_view(run)
-    ips = {h: (run.view[h].public_ip if h in run.view else None) for h in run.nodes}
-    sharing = shared_by(ips, host)
+    sharing = shared_by(run, "public-ip", lambda: {h: run.view[h].public_ip for h in run.nodes if h in run.view},
+                        host)
     if not sharing:
         return CheckResult("public-ip-unique", host)
+    mine = run.view[host].public_ip
     return CheckResult("public-ip-unique", host, ("PUBLIC_IP_DUPLICATE",),
-                       f"public-ip {ips[host]} is advertised by {', '.join(sharing)}",
+                       f"public-ip {mine} is advertised by {', '.join(sharing)}",
                        evidence=_evidence(run, sharing),
-                       values={"node": host, "address": run.addresses[host], "public_ip": ips[host]})
+                       values={"node": host, "address": run.addresses[host], "public_ip": mine})

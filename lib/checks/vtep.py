@@ -5,6 +5,7 @@ MTU as everybody else."""
 from __future__ import annotations
 
 from lib.checks.expect import needs_view, shared_by
+from lib.facts import NodeFacts
 from lib.results import CheckResult
 from lib.rundata import RunData
 
@@ -24,10 +25,10 @@ def _link_evidence(run: RunData, host: str) -> str:
 
 
 def mac_unique(run: RunData, host: str) -> CheckResult:
-    macs = {h: f.device.mac for h, f in run.facts.items() if f.device is not None}
-    if host not in macs:
+    device = run.facts[host].device
+    if device is None:
         return CheckResult("vtep-mac-unique", host, note="no VXLAN device (see vxlan-device)")
-    sharing = shared_by(macs, host)
+    sharing = shared_by(run, "vtep-mac", lambda: {h: f.device.mac for h, f in run.facts.items() if f.device}, host)
     if not sharing:
         return CheckResult("vtep-mac-unique", host)
     ids = {h: run.facts[h].machine_id for h in sharing}
@@ -36,24 +37,27 @@ def mac_unique(run: RunData, host: str) -> CheckResult:
         clone_hint = f"; they also share machine-id {next(iter(ids.values()))} (cloned VMs)"
     return CheckResult(
         "vtep-mac-unique", host, ("VTEP_MAC_DUPLICATE",),
-        f"{run.overlay['device']} MAC {macs[host]} is shared by {', '.join(sharing)}{clone_hint}",
+        f"{run.overlay['device']} MAC {device.mac} is shared by {', '.join(sharing)}{clone_hint}",
         evidence="\n".join(_link_evidence(run, h) for h in sharing), values=_values(run, host))
 
 
 def machine_id_unique(run: RunData, host: str) -> CheckResult:
     """Cloned VMs keep the image's /etc/machine-id, from which systemd derives 'persistent' MACs: the
     duplicate VTEP MAC of seed 000 waiting to happen, even while the MACs still differ."""
-    ids = {h: f.machine_id for h, f in run.facts.items() if f.machine_id not in (None, "", "uninitialized")}
-    if host not in ids:
+    def known(facts: NodeFacts) -> str | None:
+        return None if facts.machine_id == "uninitialized" else facts.machine_id  # until first boot ends
+
+    mine = known(run.facts[host])
+    if not mine:
         return CheckResult("machine-id-unique", host, note="no /etc/machine-id on the node (or not yet set: "
                                                            "'uninitialized' until first boot completes)")
-    sharing = shared_by(ids, host)
+    sharing = shared_by(run, "machine-id", lambda: {h: known(f) for h, f in run.facts.items()}, host)
     if not sharing:
         return CheckResult("machine-id-unique", host)
     return CheckResult(
         "machine-id-unique", host, ("MACHINE_ID_DUPLICATE",),
-        f"/etc/machine-id {ids[host]} is shared by {', '.join(sharing)} (VMs cloned from one image)",
-        evidence="\n".join(f"{h}: cat /etc/machine-id = {ids[h]}" for h in sharing), values=_values(run, host))
+        f"/etc/machine-id {mine} is shared by {', '.join(sharing)} (VMs cloned from one image)",
+        evidence="\n".join(f"{h}: cat /etc/machine-id = {mine}" for h in sharing), values=_values(run, host))
 
 
 def nm_unmanaged(run: RunData, host: str) -> CheckResult:
