@@ -91,6 +91,7 @@ def _collect_facts(inventory: Inventory, pool: Pool, run: RunData, progress: Pro
             run.unreachable[host] = str(outcome)
         else:
             run.facts[host] = outcome
+            run.host_key_policy[host] = pool.connection(host).endpoint.policy
     if run.unreachable:
         progress(f"facts: {len(run.unreachable)} unreachable: {', '.join(sorted(run.unreachable))}")
 

@@ -46,7 +46,7 @@ class Overlay:
     kubeconfig: str | None = None
     etcdctl: str = "etcdctl"
     probe_port: int = 18472
-    host_key_policy: str = "strict"
+    host_key_policy: str | None = None  # None: the ssh config's StrictHostKeyChecking, else strict
     known_hosts: str | None = None
     kernel_policy: str = "denylist"
     kernel_list: str | None = None
@@ -85,7 +85,7 @@ def overlay_for(variables: Mapping[str, Any], source: Path, host: str) -> Overla
         kubeconfig=_local_path(read.text("vxlan_kubeconfig"), source),
         etcdctl=read.text("vxlan_etcdctl") or "etcdctl",
         probe_port=_or(read.integer("vxlan_probe_port", low=1, high=65535), 18472),
-        host_key_policy=read.choice("vxlan_host_key_policy", HOST_KEY_POLICIES) or "strict",
+        host_key_policy=read.choice("vxlan_host_key_policy", HOST_KEY_POLICIES),
         known_hosts=_local_path(read.text("vxlan_known_hosts"), source),
         kernel_policy=read.choice("vxlan_kernel_policy", KERNEL_POLICIES) or "denylist",
         kernel_list=_local_path(read.text("vxlan_kernel_list"), source),

@@ -28,6 +28,7 @@ class RunData:
     overlay: dict[str, Any]                    # the vxlan_* settings in force
     facts: dict[str, NodeFacts] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)     # host -> one-line reason
+    host_key_policy: dict[str, str] = field(default_factory=dict)  # host -> policy its connection used
     view_source: str = "none"
     view: dict[str, Advertised] = field(default_factory=dict)     # host -> what the overlay advertises
     view_error: str | None = None

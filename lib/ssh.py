@@ -73,8 +73,8 @@ class Target:
 class SSHOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
-    host_key_policy: str = "strict"  # strict | accept-new | off
-    known_hosts: str | None = None  # None -> ~/.ssh/known_hosts
+    host_key_policy: str | None = None  # strict | accept-new | off; None: the ssh config's, else strict
+    known_hosts: str | None = None  # None: the ssh config's UserKnownHostsFile, else ~/.ssh/known_hosts
     ssh_config: str | None = "~/.ssh/config"
 
 
@@ -184,7 +184,7 @@ def _resolve(
         )
     key_files = [target.key_file, *args.get("identityfile", []), *cfg.get("identityfile", []), *extra_keys]  # type: ignore[misc]
     keys = tuple(dict.fromkeys(os.path.expanduser(k) for k in key_files if k))
-    policy, known_hosts = inherited or _host_key_settings(target, options, args)
+    policy, known_hosts = inherited or _host_key_settings(target, options, args, cfg)
 
     proxy_command, jump = None, None
     proxy_source = args if ("proxyjump" in args or "proxycommand" in args) else None
@@ -205,27 +205,40 @@ def _resolve(
     return _Endpoint(target.name, hostname, port, user, keys, target.password, proxy_command, jump, policy, known_hosts)
 
 
-def _host_key_settings(target: Target, options: SSHOptions, args: dict[str, object]) -> tuple[str, str]:
-    """Policy and known_hosts file: common args (-o StrictHostKeyChecking / UserKnownHostsFile) win."""
-    policy = options.host_key_policy
+def _host_key_settings(
+    target: Target, options: SSHOptions, args: dict[str, object], cfg: paramiko.SSHConfigDict
+) -> tuple[str, str]:
+    """Policy and known_hosts file, first found: common args (-o StrictHostKeyChecking / UserKnownHostsFile,
+    ssh's command line), the inventory's vxlan_host_key_policy / vxlan_known_hosts, the user's ssh config
+    (which Ansible's ssh honours too), then strict and ~/.ssh/known_hosts."""
     if "stricthostkeychecking" in args:
-        value = str(args["stricthostkeychecking"]).lower()
-        if value not in _STRICT_HOST_KEY_CHECKING:
-            raise SSHError(
-                target.name,
-                "config",
-                f"{target.name}: StrictHostKeyChecking={value} not understood; use yes, accept-new or no",
-            )
-        policy = _STRICT_HOST_KEY_CHECKING[value]
+        policy = _policy(target, args["stricthostkeychecking"], "ansible_ssh_common_args")
+    elif options.host_key_policy:
+        policy = options.host_key_policy
+    elif "stricthostkeychecking" in cfg:
+        policy = _policy(target, cfg["stricthostkeychecking"], "the ssh config")
+    else:
+        policy = "strict"
     if policy not in HOST_KEY_POLICIES:
         raise SSHError(
             target.name,
             "config",
             f"{target.name}: host key policy {policy!r} unknown; use one of {', '.join(HOST_KEY_POLICIES)}",
         )
-    files = str(args.get("userknownhostsfile") or "").split()
-    known_hosts = files[0] if files else options.known_hosts or "~/.ssh/known_hosts"
-    return policy, os.path.expanduser(known_hosts)
+    candidates = (args.get("userknownhostsfile"), options.known_hosts, cfg.get("userknownhostsfile"))
+    files = next((str(c).split() for c in candidates if c and str(c).split()), ["~/.ssh/known_hosts"])
+    return policy, os.path.expanduser(files[0])
+
+
+def _policy(target: Target, value: object, where: str) -> str:
+    text = str(value).lower()
+    if text not in _STRICT_HOST_KEY_CHECKING:
+        raise SSHError(
+            target.name,
+            "config",
+            f"{target.name}: StrictHostKeyChecking={text} in {where} not understood; use yes, accept-new or no",
+        )
+    return _STRICT_HOST_KEY_CHECKING[text]
 
 
 def _resolve_jump_spec(

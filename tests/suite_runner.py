@@ -32,12 +32,13 @@ class SuiteRun:
 
 
 def run_suite(inventory: Path | str, reports: Path, *args: str, workers: str = "auto",
-              timeout: float = 600, cwd: Path = PROJECT_ROOT) -> SuiteRun:
+              timeout: float = 600, cwd: Path = PROJECT_ROOT, env: dict[str, str] | None = None) -> SuiteRun:
     command = [sys.executable, "-m", "pytest", "-n", workers, "--inventory", str(inventory),
                "--reports-dir", str(reports), "-p", "no:cacheprovider", *args]
     if workers == "0":
         command[3:5] = ["-p", "no:xdist"]
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     summary_path = reports / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return SuiteRun(proc.returncode, proc.stdout + proc.stderr, summary, reports)

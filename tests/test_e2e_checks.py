@@ -5,6 +5,7 @@ The datapath module is left out here: these are the checks that need no traffic.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,30 @@ def test_unreachable_node_errors_and_others_pass(lab, tmp_path):
     assert {s for s, st in statuses if st == "error"} == {"node2"}
     assert all(st == "passed" for s, st in statuses if s != "node2")
     assert {code for s, code in result.failures()} == {"NODE_UNREACHABLE"}
+
+
+def test_host_key_settings_come_from_the_users_ssh_config(lab, tmp_path):
+    """An inventory without vxlan_host_key_policy / vxlan_known_hosts: the user's ~/.ssh/config decides,
+    as it does for Ansible's ssh; StrictHostKeyChecking no is named on every node it covers."""
+    state = lab.up(nodes=2, inventory_path=str(tmp_path / "lab.yaml"))
+    inventory = tmp_path / "own.yaml"
+    inventory.write_text("".join(line for line in Path(state.inventory_path).read_text().splitlines(True)
+                                 if "vxlan_host_key_policy" not in line and "vxlan_known_hosts" not in line))
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    config = home / ".ssh" / "config"
+    runs = {}
+    for name, settings in (("empty", ""), ("known", f"UserKnownHostsFile {state.known_hosts_path}"),
+                           ("off", "StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null")):
+        config.write_text(f"Host 198.18.*\n  {settings}\n")
+        runs[name] = run_suite(inventory, tmp_path / name, "suites/test_access.py", env={"HOME": str(home)})
+    assert {code for _, code in runs["empty"].failures()} == {"NODE_UNREACHABLE"}
+    assert "host key" in runs["empty"].summary["results"][0]["message"]
+    for name in ("known", "off"):
+        assert runs[name].exit_code == 0, runs[name].output[-3000:]
+    off_notes = {r["subject"]: r["message"] for r in runs["off"].summary["results"] if r["check"] == "ssh-reachable"}
+    assert all("host key checking is OFF" in off_notes[node] for node in ("node1", "node2"))
+    assert not any(r["message"] for r in runs["known"].summary["results"] if r["check"] == "ssh-reachable")
 
 
 def test_site_kernel_list_validates_a_kernel(lab, tmp_path):

@@ -301,6 +301,33 @@ def test_policy_off_and_common_args_override(lab: Lab, tmp_path: Path) -> None:
     assert run_once(target, lab.options(known_hosts=empty), "true").ok
 
 
+def test_ssh_config_host_key_settings_apply_when_the_inventory_sets_none(lab: Lab, tmp_path: Path) -> None:
+    known = tmp_path / "from_config"
+    known.write_text(lab.node.known_hosts_line())
+    strict = write_config(tmp_path, f"Host {NODE}\n  StrictHostKeyChecking yes\n  UserKnownHostsFile {known}\n")
+    assert run_once(lab.target(lab.node), lab.options(known_hosts=None, ssh_config=strict), "true").ok
+    known.write_text("")
+    error = expect_error("host-key-unknown", lab.target(lab.node), lab.options(known_hosts=None, ssh_config=strict))
+    assert str(known) in str(error)
+    off = write_config(tmp_path, f"Host {NODE}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n")
+    assert run_once(lab.target(lab.node), lab.options(known_hosts=None, ssh_config=off), "true").ok
+
+
+def test_inventory_host_key_settings_beat_the_ssh_config(lab: Lab, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    off = write_config(tmp_path, f"Host {NODE}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n")
+    options = lab.options(known_hosts=str(empty), host_key_policy="strict", ssh_config=off)
+    error = expect_error("host-key-unknown", lab.target(lab.node), options)
+    assert str(empty) in str(error)
+
+
+def test_unknown_strict_host_key_checking_in_ssh_config_is_one_line_error(lab: Lab, tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"Host {NODE}\n  StrictHostKeyChecking sometimes\n")
+    error = expect_error("config", lab.target(lab.node), lab.options(ssh_config=config))
+    assert "StrictHostKeyChecking=sometimes in the ssh config" in str(error)
+
+
 # --- network failures --------------------------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ from lib.rundata import RunData
 def ssh_reachable(run: RunData, host: str) -> CheckResult:
     """Unreachable nodes never get here (their tests error in the fixture); say how we reached it."""
     note = ""
-    if run.overlay.get("host_key_policy") == "off":
-        note = "host key checking is OFF for this run (vxlan_host_key_policy: off; lab use only)"
+    if run.host_key_policy.get(host) == "off":
+        note = ("host key checking is OFF for this node (vxlan_host_key_policy, StrictHostKeyChecking in "
+                "ansible_ssh_common_args or the ssh config); lab use only")
     return CheckResult("ssh-reachable", host, note=note)
 
 
