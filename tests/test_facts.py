@@ -107,6 +107,8 @@ def test_collect_end_to_end(node, shell) -> None:
     assert {"100.127.1.0", "198.19.201.1"} <= {a.address for a in facts.addresses}
     assert facts.kernel_release == os.uname().release
     assert facts.arch == os.uname().machine
+    assert facts.hostname == os.uname().nodename
+    assert facts.kernel_version == Path("/proc/version").read_text().strip()
     assert facts.os_release == procfs.parse_os_release(Path("/etc/os-release").read_text())
     assert facts.machine_id == Path("/etc/machine-id").read_text().strip()
     assert facts.uid == 0

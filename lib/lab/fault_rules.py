@@ -164,16 +164,15 @@ def _free_id(start: int = 47900) -> int:
 
 
 def _uname_shim(real: str, release: str) -> str:
-    """`uname -r` and `uname -a` report the fake release; everything else is the real uname."""
+    """The real uname, with the fake release in place of the real one whatever the options (-r, -a, -nrm)."""
     q = shlex.quote
     return f"""#!/bin/sh
 # vxlan lab: kernel fault shim (fake release {release})
 real={q(real)}
-case "$1" in
-  -r|--kernel-release) echo {q(release)} ;;
-  -a|--all) echo "$($real -s) $($real -n) {release} $($real -v) $($real -m) $($real -o)" ;;
-  *) exec "$real" "$@" ;;
-esac
+out=$("$real" "$@") || exit
+r=$("$real" -r)
+case $out in *"$r"*) out="${{out%%"$r"*}}"{q(release)}"${{out#*"$r"}}" ;; esac
+printf '%s\\n' "$out"
 """
 
 
