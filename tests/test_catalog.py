@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,14 @@ def test_unchanged_copy_of_the_catalog_loads(tmp_path: Path) -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(catalog).failed == 0
+
+
+def test_every_check_id_is_its_suite_test_name() -> None:
+    """summary.json takes a result's check id from the check, an unreachable node's from the test name,
+    and the Allure title from the test name: they must be one name."""
+    emitted = set()
+    for module in (ROOT / "lib" / "checks").glob("*.py"):
+        emitted |= set(re.findall(r'CheckResult\(\s*"([a-z0-9-]+)"', module.read_text()))
+    tests = {name.replace("_", "-") for module in (ROOT / "suites").glob("test_*.py")
+             for name in re.findall(r"^def test_(\w+)", module.read_text(), re.M)}
+    assert emitted and emitted <= tests, sorted(emitted - tests)
