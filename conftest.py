@@ -1,12 +1,12 @@
 """Thin: the suite's session fixtures. Options and the once-per-run gathering are in the plugin
-(lib/pytest_plugin.py, lib/session.py); parametrization and fixture bodies are in lib/suite.py."""
+(vxlan_conformance.plugin, plugin/session.py); parametrization and fixture bodies are in plugin/suite.py."""
 
 import pytest
 
-from lib import suite
-from lib.cluster_view import Advertised
-from lib.facts import NodeFacts
-from lib.rundata import RunData
+from vxlan_conformance.collect.cluster_view import Advertised
+from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.model.rundata import RunData
+from vxlan_conformance.plugin import suite
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

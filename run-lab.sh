@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install.sh
-exec python3 -m lib.demo "$@"
+exec python3 -m vxlan_conformance.demo "$@"

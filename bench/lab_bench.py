@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from results_md import write_section  # noqa: E402  (bench/ is the script's directory)
 
-from lib.lab import Lab  # noqa: E402
+from vxlan_conformance.lab import Lab  # noqa: E402
 
 SECTION = "## Lab up/down"
 

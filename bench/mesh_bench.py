@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib.mesh import build_plans, pair_evidence, run_mesh  # noqa: E402
 from tests.agent_netns import Overlay  # noqa: E402
+from vxlan_conformance.mesh.agents import build_plans, pair_evidence, run_mesh  # noqa: E402
 
 RESULTS = Path(__file__).with_name("mesh_bench.results.jsonl")
 

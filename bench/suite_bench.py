@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from results_md import write_section  # noqa: E402  (bench/ is the script's directory)
 
-from lib.lab import Lab, plan  # noqa: E402
+from vxlan_conformance.lab import Lab, plan  # noqa: E402
 
 RAW = BENCH / "suite_bench.results.jsonl"
 SECTION = "## Suite at scale"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lib.checks import access
-from lib.results import enforce
+from vxlan_conformance.checks import access
+from vxlan_conformance.model.result import enforce
 
 pytestmark = pytest.mark.node
 

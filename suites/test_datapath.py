@@ -4,8 +4,8 @@ whole run; each test only judges its pairs' evidence."""
 
 import pytest
 
-from lib.diagnosis import diagnose
-from lib.suite import verdicts
+from vxlan_conformance.checks.datapath import diagnose
+from vxlan_conformance.plugin.suite import verdicts
 
 pytestmark = [pytest.mark.pair, pytest.mark.datapath]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lib.checks import kernel
-from lib.results import enforce
+from vxlan_conformance.checks import kernel
+from vxlan_conformance.model.result import enforce
 
 pytestmark = pytest.mark.node
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lib.checks import peers
-from lib.suite import verdicts
+from vxlan_conformance.checks import peers
+from vxlan_conformance.plugin.suite import verdicts
 
 pytestmark = pytest.mark.pair
 

@@ -3,8 +3,8 @@ Changes node state while it runs (a temporary device), so it runs only with --al
 
 import pytest
 
-from lib.checks import predict
-from lib.results import enforce
+from vxlan_conformance.checks import predict
+from vxlan_conformance.model.result import enforce
 
 pytestmark = [pytest.mark.node, pytest.mark.state_changing]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lib.checks import view
-from lib.results import enforce
+from vxlan_conformance.checks import view
+from vxlan_conformance.model.result import enforce
 
 pytestmark = pytest.mark.cluster
 

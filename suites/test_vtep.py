@@ -3,8 +3,8 @@ address, VNI/port/learning, MTU."""
 
 import pytest
 
-from lib.checks import vtep
-from lib.results import enforce
+from vxlan_conformance.checks import vtep
+from vxlan_conformance.model.result import enforce
 
 pytestmark = pytest.mark.node
 

@@ -18,8 +18,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from lib.agent import python_command
-from lib.mesh import MeshNode
+from vxlan_conformance.agent import python_command
+from vxlan_conformance.mesh.agents import MeshNode
 
 PREFIX = "agt-"
 BRIDGE = "agtbr"
@@ -124,7 +124,7 @@ class SubprocessAgent:
 
 @dataclass
 class Overlay:
-    """A running test overlay; `nodes` are ready for lib.mesh."""
+    """A running test overlay; `nodes` are ready for vxlan_conformance.mesh.agents."""
 
     count: int
     python: str = sys.executable
@@ -181,7 +181,7 @@ class Overlay:
         return commands, fdb
 
     def launch(self, name: str) -> SubprocessAgent:
-        """AgentHandle for lib.mesh.run_mesh: the agent inside the node's namespace."""
+        """AgentHandle for vxlan_conformance.mesh.agents.run_mesh: the agent inside the node's namespace."""
         node = next(node for node in self.nodes if node.name == name)
         agent = SubprocessAgent(["ip", "netns", "exec", name, *python_command(node.python)])
         self.agents.append(agent)

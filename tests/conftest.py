@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def lab():
     """One lab object for the whole test session, always taken down at the end."""
-    from lib.lab import Lab
+    from vxlan_conformance.lab import Lab
 
     if os.geteuid() != 0:
         pytest.skip("needs root")

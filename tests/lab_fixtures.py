@@ -13,8 +13,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from lib.lab import Lab, LabState
-from lib.lab.probe import ping_matrix
+from vxlan_conformance.lab import Lab, LabState
+from vxlan_conformance.lab.probe import ping_matrix
 
 TEST_INSTANCE = int(os.environ.get("VXLAB_TEST_INSTANCE", "1"))
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, sshd, nftables)")

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from lib.agent import agent_source, launch_payload, python_command
-from lib.mesh import build_plans
 from tests.agent_netns import Overlay, SubprocessAgent, requires_root, three_node_overlay
+from vxlan_conformance.agent import agent_source, launch_payload, python_command
+from vxlan_conformance.mesh.agents import build_plans
 
 PROBE_PORT = 18472
 PYTHONS = {

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.lab.faults import LAB_USER
 from tests.lab_fixtures import lab_4
 from tests.suite_runner import SuiteRun, run_suite
+from vxlan_conformance.lab.faults import LAB_USER
 
 __all__ = ["lab_4"]  # the fixture is used by name
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib import catalog
-from lib.catalog import CatalogError
+from vxlan_conformance import catalog
+from vxlan_conformance.catalog import CatalogError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,11 +96,11 @@ def test_render_has_title_meaning_and_fix() -> None:
 
 def test_docs_page_is_up_to_date() -> None:
     page = (ROOT / "docs" / "checks.md").read_text(encoding="utf-8")
-    assert page == catalog.render_markdown(), "regenerate: python -m lib.catalog > docs/checks.md"
+    assert page == catalog.render_markdown(), "regenerate: python -m vxlan_conformance.catalog > docs/checks.md"
 
 
 def test_module_prints_the_docs_page() -> None:
-    done = subprocess.run([sys.executable, "-m", "lib.catalog"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "vxlan_conformance.catalog"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout == catalog.render_markdown()
     for code in catalog.CONTRACT_CODES:
@@ -150,7 +150,7 @@ def test_every_check_id_is_its_suite_test_name() -> None:
     """summary.json takes a result's check id from the check, an unreachable node's from the test name,
     and the Allure title from the test name: they must be one name."""
     emitted = set()
-    for module in (ROOT / "lib" / "checks").glob("*.py"):
+    for module in (ROOT / "lib" / "vxlan_conformance" / "checks").glob("*.py"):
         emitted |= set(re.findall(r'CheckResult\(\s*"([a-z0-9-]+)"', module.read_text()))
     tests = {name.replace("_", "-") for module in (ROOT / "suites").glob("test_*.py")
              for name in re.findall(r"^def test_(\w+)", module.read_text(), re.M)}

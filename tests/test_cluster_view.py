@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib import cluster_view as cv
+from vxlan_conformance.collect import cluster_view as cv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "view"
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.root
 
 
 def _demo(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lib.demo", "--instance", str(LAB_INSTANCE),
+    command = [sys.executable, "-m", "vxlan_conformance.demo", "--instance", str(LAB_INSTANCE),
                "--reports-dir", str(tmp_path), *args]
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
 

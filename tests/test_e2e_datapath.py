@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.pair_selection import sample_pairs
 from tests.suite_runner import run_suite, run_with_trigger
+from vxlan_conformance.model.pairs import sample_pairs
 
 pytestmark = pytest.mark.root
 

@@ -1,4 +1,4 @@
-"""lib.facts end to end: the collect script run in a real network namespace and parsed.
+"""vxlan_conformance.collect.facts end to end: the collect script run in a real network namespace and parsed.
 
 Namespaces (reserved for these tests): fct-a (the node: veth eth0 198.19.201.1/24, flannel.1 VNI 1 port
 8472 with 100.127.1.0/32, routes/neighbours/FDB for peers 2 and 3, kube-proxy/flannel NAT rules) and
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.facts import NodeFacts, PythonInfo, Route, collect_script, parse, split_sections
-from lib.parsers import procfs
+from vxlan_conformance.collect.facts import NodeFacts, PythonInfo, Route, collect_script, parse, split_sections
+from vxlan_conformance.collect.parsers import procfs
 
 OUTPUTS = Path(__file__).parent / "fixtures" / "outputs"
 NODE, PEER = "fct-a", "fct-b"

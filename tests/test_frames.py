@@ -1,4 +1,4 @@
-"""lib.frames: probe layout, checksum verdicts on synthetic and on really captured frames, pcap output."""
+"""mesh.frames: probe layout, checksum verdicts on synthetic and on really captured frames, pcap output."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from lib.frames import pack_vxlan_probe, parse_capture, vxlan_probe, write_pcap
-from lib.mesh import build_plans, pair_evidence, run_mesh
 from tests.agent_netns import Overlay, requires_root
+from vxlan_conformance.mesh.agents import build_plans, pair_evidence, run_mesh
+from vxlan_conformance.mesh.frames import pack_vxlan_probe, parse_capture, vxlan_probe, write_pcap
 
 needs_root = pytest.mark.skipif(requires_root() is not None, reason=str(requires_root()))
 

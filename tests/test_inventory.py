@@ -1,4 +1,4 @@
-"""lib.inventory against the inventories users have: kubespray INI/YAML, kubeasz, plain Ansible, bad input."""
+"""inventory against the inventories users have: kubespray INI/YAML, kubeasz, plain Ansible, bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.inventory import Host, Inventory, InventoryError, load
-from lib.inventory_raw import expand_host_range
+from vxlan_conformance.inventory import Host, Inventory, InventoryError, load
+from vxlan_conformance.inventory.raw import expand_host_range
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inventory"
 EXAMPLES = Path(__file__).parent.parent / "inventory" / "examples"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import kernels
-from lib.kernels import KernelListError, classify, load_rows, rpmvercmp, stream_of
+from vxlan_conformance import kernels
+from vxlan_conformance.kernels import KernelListError, classify, load_rows, rpmvercmp, stream_of
 
 SEED_003_BAD = "4.19.90-52.49.v2207.ky10.x86_64"
 SEED_003_GOOD = "4.19.90-52.22.v2207.ky10.x86_64"

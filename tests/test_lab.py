@@ -22,8 +22,6 @@ import paramiko
 import pytest
 import yaml
 
-from lib.lab import Lab, LabError
-from lib.lab.faults import LAB_USER
 from tests.lab_fixtures import (
     TEST_INSTANCE,
     lab_4,
@@ -34,6 +32,8 @@ from tests.lab_fixtures import (
     ssh_run,
     with_node,
 )
+from vxlan_conformance.lab import Lab, LabError
+from vxlan_conformance.lab.faults import LAB_USER
 
 pytestmark = needs_root
 PROJECT = Path(__file__).resolve().parent.parent
@@ -211,7 +211,7 @@ def test_blocked_port_capture_sees_nothing_from_sender(lab_4):
                                     "-i", "eth0", "-nn", "-p", only_node1],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
-        from lib.lab.probe import ping_matrix
+        from vxlan_conformance.lab.probe import ping_matrix
 
         ping_matrix({"node1": state.node("node1").netns}, {"node2": state.node("node2").vtep_ip},
                     pairs=[("node1", "node2")], timeout=0.5)
@@ -271,7 +271,8 @@ def test_node_faults_visible_over_ssh_and_advertised(lab_4):
     assert len({n.vtep_mac for n in state.nodes}) == 4
 
 
-PYTHONS = "for p in python3 python2 python /usr/libexec/platform-python; do command -v $p; done; :"  # as lib/facts.py
+# as collect/facts.py
+PYTHONS = "for p in python3 python2 python /usr/libexec/platform-python; do command -v $p; done; :"
 
 
 def _mount_points(pid: int) -> set[str]:
@@ -358,8 +359,8 @@ def test_fault_input_errors(lab_4):
 
 
 def _cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "lib.lab", *args], capture_output=True, text=True,
-                          timeout=60, cwd=PROJECT)
+    return subprocess.run([*prefix, sys.executable, "-m", "vxlan_conformance.lab", *args], capture_output=True,
+                          text=True, timeout=60, cwd=PROJECT)
 
 
 @pytest.mark.parametrize(("args", "words"), [

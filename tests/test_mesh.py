@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lib.mesh import MeshNode, PairEvidence, build_plans, pair_evidence, run_mesh
 from tests.agent_netns import Overlay, SubprocessAgent, requires_root, three_node_overlay
+from vxlan_conformance.mesh.agents import MeshNode, PairEvidence, build_plans, pair_evidence, run_mesh
 
 PROBE_PORT = 18472
 needs_root = pytest.mark.skipif(requires_root() is not None, reason=str(requires_root()))

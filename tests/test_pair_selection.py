@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from lib.pair_selection import sample_pairs, select_pairs
+from vxlan_conformance.model.pairs import sample_pairs, select_pairs
 
 NAMES = [f"node{i}" for i in range(1, 41)]
 

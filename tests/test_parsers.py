@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from lib.parsers import bridge_fdb, ethtool, ifconfig, iproute, netfilter, procfs, records, systemd
-from lib.parsers.records import Address, FdbEntry, Neighbour, Route
+from vxlan_conformance.collect.parsers import (
+    bridge_fdb,
+    ethtool,
+    ifconfig,
+    iproute,
+    netfilter,
+    procfs,
+    systemd,
+)
+from vxlan_conformance.model import records
+from vxlan_conformance.model.records import Address, FdbEntry, Neighbour, Route
 
 OUTPUTS = Path(__file__).parent / "fixtures" / "outputs"
 

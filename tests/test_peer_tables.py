@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lib.checks import peers
-from lib.checks.expect import vtep_of
-from lib.facts import NodeFacts
-from lib.pair_selection import sample_pairs
-from lib.parsers.records import Address, FdbEntry, Neighbour, Route, VxlanDevice
-from lib.peer_tables import keep_selected_peers
-from lib.rundata import RunData
+from vxlan_conformance.checks import peers
+from vxlan_conformance.checks.expect import vtep_of
+from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.collect.peer_tables import keep_selected_peers
+from vxlan_conformance.model.pairs import sample_pairs
+from vxlan_conformance.model.records import Address, FdbEntry, Neighbour, Route, VxlanDevice
+from vxlan_conformance.model.rundata import RunData
 
 NODES = [f"node{i}" for i in range(1, 7)]
 STALE_MAC = "de:ad:00:00:00:99"  # a removed node's entry: no checked node owns it

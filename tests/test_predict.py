@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.checks import predict
-from lib.rundata import RunData
 from tests.suite_runner import run_suite
+from vxlan_conformance.checks import predict
+from vxlan_conformance.model.rundata import RunData
 
 
 def _run(macs: dict[str, str], errors: dict[str, str] | None = None) -> RunData:

@@ -21,7 +21,7 @@ __all__ = ["lab_4"]  # the fixture is used by name
 
 NODES = ["node1", "node2", "node3", "node4"]
 LIMITS = ("--connect-timeout", "2", "--command-timeout", "4")
-MESH_LIMIT_S = 16  # lib.mesh_phase: the mesh gives up on silent agents after 15 s + 0.1 s per node
+MESH_LIMIT_S = 16  # vxlan_conformance.mesh.phase: the mesh gives up on silent agents after 15 s + 0.1 s per node
 
 
 def touching(node: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""lib.report without a lab: the matrix picture marks exactly the failing pairs, categories catch the
+"""vxlan_conformance.report without a lab: the matrix picture marks exactly the failing pairs, categories catch the
 failure messages the suite writes, the analytics tag is stripped, probe steps follow the evidence."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lib.report.allure_test import link_name
-from lib.report.html import external_fetches, strip_analytics
-from lib.report.matrix import MAX_SIDE, build_matrix, render_svg
-from lib.report.probe_steps import probe_steps
-from lib.report.run_files import categories
-from lib.report.titles import title_for
-from lib.results import CheckResult
+from vxlan_conformance.model.result import CheckResult
+from vxlan_conformance.report.allure_test import link_name
+from vxlan_conformance.report.html import external_fetches, strip_analytics
+from vxlan_conformance.report.matrix import MAX_SIDE, build_matrix, render_svg
+from vxlan_conformance.report.probe_steps import probe_steps
+from vxlan_conformance.report.run_files import categories
+from vxlan_conformance.report.titles import title_for
 
 SVG = "{http://www.w3.org/2000/svg}"
 

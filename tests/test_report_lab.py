@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.lab import Lab
-from lib.report.html import ALLURE_BIN
 from tests.suite_runner import LAB_INSTANCE, PROJECT_ROOT, SuiteRun, run_suite
+from vxlan_conformance.lab import Lab
+from vxlan_conformance.report.html import ALLURE_BIN
 
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "pw-7f3e1c9a-ssh-secret"
@@ -86,8 +86,9 @@ def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteRun]:
         secret_inventory.write_text(yaml.safe_dump(inventory))
         result = run_suite(secret_inventory, tmp / "reports")
         if ALLURE_BIN.exists():  # the README's command that turns the results into report.html
-            html = subprocess.run([sys.executable, "-m", "lib.report", "html", "--reports-dir", str(tmp / "reports")],
-                                  cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+            html = subprocess.run([sys.executable, "-m", "vxlan_conformance.report", "html",
+                                   "--reports-dir", str(tmp / "reports")], cwd=PROJECT_ROOT,
+                                  capture_output=True, text=True, timeout=300)
             result.output += html.stdout + html.stderr
         yield result
     finally:
@@ -186,7 +187,8 @@ def test_no_password_in_any_file_or_the_console(faulty_run: SuiteRun):
 @pytest.mark.root
 @needs_allure
 def test_history_accumulates_across_report_runs(faulty_run: SuiteRun):
-    command = [sys.executable, "-m", "lib.report", "html", "--reports-dir", str(faulty_run.reports), "--history"]
+    command = [sys.executable, "-m", "vxlan_conformance.report", "html", "--reports-dir", str(faulty_run.reports),
+               "--history"]
     for _ in range(2):
         proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
@@ -196,7 +198,7 @@ def test_history_accumulates_across_report_runs(faulty_run: SuiteRun):
 
 
 def test_html_command_without_results_says_what_to_do(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "lib.report", "html", "--reports-dir", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "vxlan_conformance.report", "html", "--reports-dir", str(tmp_path)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "no Allure results; run the suite first" in proc.stderr

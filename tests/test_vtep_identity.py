@@ -3,12 +3,12 @@ public IP, and a VXLAN device that NetworkManager claims, with what counts as un
 
 from __future__ import annotations
 
-from lib.checks import public_ip, vtep
-from lib.cluster_view import Advertised
-from lib.facts import NodeFacts
-from lib.parsers.records import MacPolicy, VxlanDevice
-from lib.parsers.systemd import mac_policy
-from lib.rundata import RunData
+from vxlan_conformance.checks import public_ip, vtep
+from vxlan_conformance.collect.cluster_view import Advertised
+from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.collect.parsers.systemd import mac_policy
+from vxlan_conformance.model.records import MacPolicy, VxlanDevice
+from vxlan_conformance.model.rundata import RunData
 
 
 def run_of(facts: list[NodeFacts]) -> RunData:

@@ -1,1 +1,0 @@
-"""vxlan-conformance: all logic of the suite (the suites/ tests stay thin)."""

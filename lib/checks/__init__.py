@@ -1,4 +1,0 @@
-"""The checks: pure functions from the run's shared data to CheckResult, one module per concern.
-
-Each function names its check id (used in summary.json) and the codes of lib/data/checks.yaml.
-"""

@@ -1,0 +1,31 @@
+"""The advertised view itself: reachable, and the same set of nodes as the inventory."""
+
+from __future__ import annotations
+
+import pytest
+
+from vxlan_conformance.model.result import CheckResult
+from vxlan_conformance.model.rundata import RunData
+
+
+def available(run: RunData) -> CheckResult:
+    if run.view_source == "none":
+        pytest.skip("no cluster view (vxlan_cluster_view: none)")
+    if run.view_error:
+        return CheckResult("cluster-view", "cluster", ("VIEW_UNAVAILABLE",), run.view_error,
+                           values={"view": run.view_source})
+    return CheckResult("cluster-view", "cluster", note=f"{len(run.view)} nodes advertised via {run.view_source}")
+
+
+def no_unknown_nodes(run: RunData) -> CheckResult:
+    """A node the overlay advertises but the inventory does not list is never checked: say so."""
+    if run.view_source == "none" or run.view_error:
+        pytest.skip("no usable cluster view")
+    if not run.view_unmatched:
+        return CheckResult("view-nodes-known", "cluster")
+    names = ", ".join(f"{a.node_name} ({a.public_ip})" for a in run.view_unmatched)
+    return CheckResult("view-nodes-known", "cluster", ("VIEW_NODE_UNKNOWN",),
+                       f"{run.view_source} advertises nodes that are not in the inventory: {names}",
+                       evidence="\n".join(f"{a.node_name}: public-ip {a.public_ip} VtepMAC {a.vtep_mac}"
+                                          for a in run.view_unmatched),
+                       values={"view": run.view_source})

@@ -1,0 +1,1 @@
+"""Reading the nodes and the cluster view: facts, parsers, view, the gathering phase."""

@@ -1,0 +1,90 @@
+"""Command line: up, down, status, fault. Bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import faults, plan
+from .errors import LabError
+from .lab import Lab, preflight
+
+FAULT_HELP = ("NAME[=VALUE]@TARGET (TARGET: nodeX, nodeX,nodeY, all, or nodeA->nodeB); faults: "
+              + ", ".join(sorted(faults.NODE_FAULTS | faults.PAIR_FAULTS)) + " (README: The embedded lab)")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage over several lines; we print one
+        raise LabError(f"{message} (see python -m vxlan_conformance.lab --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m vxlan_conformance.lab", description="Embedded VXLAN lab (root only).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    up = sub.add_parser("up", help="build (or rebuild) a lab")
+    up.add_argument("--nodes", type=int, default=4)
+    up.add_argument("--preset", choices=sorted(plan.PRESETS), default="flannel")
+    up.add_argument("--port", type=int, default=None, help="VXLAN UDP port (default: the preset's)")
+    up.add_argument("--cluster-view", choices=["kubectl", "etcd"], default="kubectl")
+    up.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
+    up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
+    for name in ("down", "status", "fault"):
+        cmd = sub.add_parser(name)
+        cmd.add_argument("--instance", type=int, default=0)
+        if name == "status":
+            cmd.add_argument("--json", action="store_true")
+        if name == "fault":
+            cmd.add_argument("specs", nargs="*", metavar="SPEC", help=FAULT_HELP)
+            cmd.add_argument("--clear", action="store_true", help="remove every fault")
+    up.add_argument("--instance", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    preflight()
+    lab = Lab(args.instance)
+    if args.command == "up":
+        inventory = str(Path(args.inventory).resolve()) if args.inventory else None
+        state = lab.up(nodes=args.nodes, preset=args.preset, port=args.port, faults=args.fault,
+                       inventory_path=inventory, cluster_view=args.cluster_view)
+        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
+              f"port {state.port}, inventory {state.inventory_path}")
+    elif args.command == "down":
+        lab.down()
+        print(f"lab {args.instance} down")
+    elif args.command == "fault":
+        if args.clear == bool(args.specs):
+            raise LabError("give fault SPECs or --clear (not both, not neither)")
+        state = lab.clear_faults() if args.clear else lab.fault(args.specs)
+        print(f"lab {state.instance} faults: {', '.join(state.faults) or 'none'}")
+    else:
+        status = lab.status()
+        print(json.dumps(status, indent=1) if args.json else _table(status))
+    return 0
+
+
+def _table(status: dict) -> str:
+    if not status["up"]:
+        return f"lab {status['instance']} is down"
+    head = (f"lab {status['instance']}: {status['preset']} {status['device']} port {status['port']} "
+            f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}")
+    rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
+    rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],
+              f"{n['sshd_pid']}{'' if n['sshd_alive'] else ' (dead)'}") for n in status["nodes"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([head, *lines])

@@ -1,0 +1,185 @@
+"""The parts of faults that live outside the VXLAN device: firewalls, offloads, NAT rules, bind mounts.
+
+Each `apply_*` first removes what the lab put there before, so calling it with the current fault set is
+both "add a fault" and "clear faults".
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+from . import sshd
+from .faults import LAB_USER, Desired
+from .run import SBIN_PATH, run, run_many
+from .state import LabState
+
+TABLE = "vxlabfault"
+UNAME = "/usr/bin/uname"
+OSRELEASE = "/proc/sys/kernel/osrelease"
+PROC_VERSION = "/proc/version"
+PYTHON_NAMES = ("python3", "python2", "python")  # and PLATFORM_PYTHON: what collect/facts.py tries
+PLATFORM_PYTHON = "/usr/libexec/platform-python"
+
+
+def bridge_table(instance: int) -> str:
+    return f"vxlab{instance}fault"
+
+
+def apply_blocked(state: LabState, want: Desired) -> None:
+    """Drop VXLAN in the network (root-ns bridge), like a security group: the receiver sees nothing.
+    A black-holed node loses every packet to and from its address, established SSH sessions included,
+    like a node whose network died under a running suite."""
+    table = bridge_table(state.instance)
+    run(["nft", "delete", "table", "bridge", table], check=False)
+    if not want.blocked and not want.blackholed:
+        return
+    rules = []
+    for saddr, daddr in want.blocked:
+        match = f"ip saddr {saddr} " if saddr else ""
+        rules.append(f"    {match}ip daddr {daddr} udp dport {state.port} counter drop")
+    holes = [f"    ip {side} {address} counter drop" for address in want.blackholed for side in ("saddr", "daddr")]
+    rules.extend(holes)
+    # the runner's own traffic (root namespace, the bridge's local port) passes input/output, not forward
+    local = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;\n"
+                    + "\n".join(holes) + "\n  }\n" for hook in ("input", "output") if holes)
+    text = (f"table bridge {table} {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n"
+            + "\n".join(rules) + "\n  }\n" + local + "}\n")
+    run(["nft", "-f", "-"], input=text, what="installing the blocked-port rules")
+
+
+def apply_bad_checksum(state: LabState, want: Desired) -> None:
+    """netdev egress on the sender's eth0 rewrites the outer UDP checksum to 0xffff (lab-notes 3d)."""
+    run_many([(["ip", "netns", "exec", n.netns, "nft", "delete", "table", "netdev", TABLE], None, n.name)
+              for n in state.nodes], check=False)
+    jobs = []
+    for name, daddrs in want.bad_checksum.items():
+        rules = [f"    ip protocol udp {f'ip daddr {d} ' if d else ''}udp dport {state.port} counter "
+                 "udp checksum set 0xffff" for d in daddrs]
+        text = (f"table netdev {TABLE} {{\n  chain egress {{\n    type filter hook egress device \"eth0\" "
+                "priority 0; policy accept;\n" + "\n".join(rules) + "\n  }\n}\n")
+        jobs.append((["ip", "netns", "exec", state.node(name).netns, "nft", "-f", "-"], text,
+                     f"bad-checksum rules on {name}"))
+    run_many(jobs)
+
+
+def apply_random_fully(state: LabState, want: Desired, previous: set[str]) -> None:
+    """kube-proxy's masquerade rule with --random-fully (incident 004); the nodes hold no other NAT rules."""
+    flush = "*nat\nCOMMIT\n"
+    rules = ("*nat\n:KUBE-POSTROUTING - [0:0]\n-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" "
+             "-j KUBE-POSTROUTING\n-A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully\n"
+             "COMMIT\n")
+    jobs = [(["ip", "netns", "exec", state.node(name).netns, "iptables-restore"],
+             rules if name in want.random_fully else flush, f"NAT rules on {name}")
+            for name in sorted(previous | want.random_fully)]
+    run_many(jobs)
+
+
+def apply_slow(state: LabState, want: Desired, previous: dict[str, int]) -> None:
+    """A node that answers slowly: its sshd makes every command wait first (ForceCommand), then runs
+    it unchanged. sshd rereads its config on SIGHUP (same PID), so sessions already open keep theirs."""
+    changed = [name for name in sorted(set(previous) | set(want.slow)) if previous.get(name) != want.slow.get(name)]
+    for name in changed:
+        sshd.write_config(state, state.node(name), want.slow.get(name))
+        sshd.reload(state, state.node(name))
+
+
+def apply_offload(state: LabState, want: Desired) -> None:
+    run_many([(["ip", "netns", "exec", state.node(name).netns, "ethtool", "-K", state.device,
+                "tx-checksum-ip-generic", value], None, f"offload on {name}") for name, value in want.offload.items()])
+
+
+def apply_mounts(state: LabState, want: Desired, real_release: str) -> None:
+    """Bind mounts in the node's own mount namespace only (its sshd's, which every SSH session shares):
+    a uname shim and kernel files (`kernel=`), an empty non-executable file over every Python
+    (`no-python`), account files that add LAB_USER (`unprivileged-user`). The machine's files never change."""
+    for name, paths in list(state.mounts.items()):
+        node = state.node(name)
+        for path in reversed(paths):
+            _in_node(node.sshd_pid, ["umount", path], f"unmounting {path} on {name}", check=False)
+        del state.mounts[name]
+    for name in sorted(set(want.kernel) | want.no_python | want.unprivileged_user):
+        binds = []
+        if name in want.kernel:
+            binds += _kernel_files(state, name, want.kernel[name], real_release)
+        if name in want.no_python:
+            binds += [(state.state_dir / "empty", path, "hiding Python") for path in python_paths()]
+        if name in want.unprivileged_user:
+            binds += _account_files(state, name)
+        node, mounts = state.node(name), state.mounts.setdefault(name, [])
+        for src, dst, what in binds:
+            _in_node(node.sshd_pid, ["mount", "--bind", str(src), dst], f"{what} on {name}")
+            mounts.append(dst)
+
+
+def _kernel_files(state: LabState, name: str, release: str, real_release: str) -> list[tuple[Path, str, str]]:
+    """A uname shim and osrelease/version files reporting `release`."""
+    shim_dir = state.state_dir / "nodes" / name / "kernel"
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    real_uname = state.state_dir / "uname.real"
+    if not real_uname.exists():
+        shutil.copy2(UNAME, real_uname)
+    version = Path(PROC_VERSION).read_text().replace(real_release, release, 1)
+    (shim_dir / "osrelease").write_text(release + "\n")
+    (shim_dir / "version").write_text(version)
+    shim = shim_dir / "uname"
+    shim.write_text(_uname_shim(str(real_uname), release))
+    shim.chmod(0o755)
+    what = "faking the kernel"
+    return [(shim, UNAME, what), (shim_dir / "osrelease", OSRELEASE, what), (shim_dir / "version", PROC_VERSION, what)]
+
+
+def python_paths() -> list[str]:
+    """The real files behind every Python collect/facts.py's pythons() finds on a node's PATH (python3 is
+    usually a symlink, and a bind mount lands on the symlink's target)."""
+    found = [shutil.which(name, path=SBIN_PATH) for name in PYTHON_NAMES] + [PLATFORM_PYTHON]
+    return sorted({os.path.realpath(path) for path in found if path and os.path.exists(path)})
+
+
+def _account_files(state: LabState, name: str) -> list[tuple[Path, str, str]]:
+    """Copies of /etc/passwd, group and shadow plus LAB_USER: home /tmp, shell /bin/sh, password `*`
+    (none, but not locked: with UsePAM no sshd refuses even key logins to a locked account)."""
+    etc = state.state_dir / "nodes" / name / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    uid = _free_id()
+    added = {"passwd": f"{LAB_USER}:x:{uid}:{uid}:vxlan lab unprivileged user:/tmp:/bin/sh\n",
+             "group": f"{LAB_USER}:x:{uid}:\n", "shadow": f"{LAB_USER}:*:19000:0:99999:7:::\n"}
+    binds = []
+    for file, line in added.items():
+        real, copy = Path("/etc") / file, etc / file
+        text = real.read_text()
+        copy.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line)
+        copy.chmod(real.stat().st_mode & 0o777)
+        binds.append((copy, str(real), f"adding user {LAB_USER}"))
+    return binds
+
+
+def _free_id(start: int = 47900) -> int:
+    """A uid (and gid) no account or group on this machine has."""
+    taken = {int(line.split(":")[2]) for file in ("/etc/passwd", "/etc/group")
+             for line in Path(file).read_text().splitlines() if line.count(":") >= 2 and line.split(":")[2].isdigit()}
+    return next(i for i in range(start, start + 10000) if i not in taken)
+
+
+def _uname_shim(real: str, release: str) -> str:
+    """The real uname, with the fake release in place of the real one whatever the options (-r, -a, -nrm)."""
+    q = shlex.quote
+    return f"""#!/bin/sh
+# vxlan lab: kernel fault shim (fake release {release})
+real={q(real)}
+out=$("$real" "$@") || exit
+r=$("$real" -r)
+case $out in *"$r"*) out="${{out%%"$r"*}}"{q(release)}"${{out#*"$r"}}" ;; esac
+printf '%s\\n' "$out"
+"""
+
+
+def _in_node(pid: int, argv: list[str], what: str, check: bool = True) -> None:
+    run(["nsenter", "-t", str(pid), "-m", "--", *argv], what=what, check=check)
+
+
+def remove_all(state: LabState) -> None:
+    """Root-namespace leftovers of faults (the per-node ones vanish with the namespaces)."""
+    run(["nft", "delete", "table", "bridge", bridge_table(state.instance)], check=False)

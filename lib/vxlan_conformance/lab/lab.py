@@ -1,0 +1,320 @@
+"""The Lab API: up, fault, clear_faults, status, exec, down. State lives in /run/vxlan-lab/<K>/."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from vxlan_conformance import PROJECT_ROOT
+
+from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
+from .errors import LabError
+from .faults import Desired, Fault, desired, parse
+from .run import require_tools, run
+from .state import LabNode, LabState, load, save
+
+DEFAULT_INVENTORY = "inventory/lab.yaml"
+CLUSTER_VIEWS = ("kubectl", "etcd")
+KILL_WAIT_S = 5.0
+
+
+def random_mac() -> str:
+    """Locally administered unicast, like the kernel's eth_random_addr for a new vxlan link."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def proc_start(pid: int) -> str:
+    """Start time (clock ticks since boot) of pid, '' if gone: tells a recycled PID from ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()
+    return "" if fields[0] == "Z" else fields[19]
+
+
+class Lab:
+    """One lab instance (0..7). Every method is safe to call from any process: state is on disk."""
+
+    def __init__(self, instance: int = 0) -> None:
+        self.instance = plan.check_instance(instance)
+        self._children: list[subprocess.Popen] = []  # handles of what this process started, to reap them
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def up(self, nodes: int = 4, preset: str = "flannel", port: int | None = None,
+           faults: Sequence[str] = (), inventory_path: str | None = None,
+           cluster_view: str = "kubectl") -> LabState:
+        """Build a fresh lab (tearing down whatever this instance had) and return its state."""
+        preflight()
+        plan.check_node_count(nodes)
+        chosen = plan.preset(preset)
+        if cluster_view not in CLUSTER_VIEWS:
+            raise LabError(f"unknown cluster view {cluster_view!r}: use kubectl or etcd")
+        if cluster_view == "etcd" and preset != "flannel":
+            raise LabError("cluster view etcd holds flannel leases: use it with --preset flannel")
+        if port is not None and not 1 <= port <= 65535:
+            raise LabError(f"port {port} out of range: use 1..65535")
+        names = [plan.node_name(i) for i in range(1, nodes + 1)]
+        parsed = [parse(spec, names) for spec in faults]
+        with self._lock():
+            self._down()
+            state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
+            try:
+                self._build(state, parsed)
+            except BaseException:
+                self._down()
+                raise
+            return state
+
+    def down(self) -> None:
+        """Remove everything this instance created; safe when nothing is up."""
+        if os.geteuid() != 0:
+            raise LabError("python -m vxlan_conformance.lab must run as root (it manages network namespaces)")
+        with self._lock():
+            self._down()
+
+    def fault(self, specs: Sequence[str]) -> LabState:
+        """Add faults to the running lab and re-program what they touch."""
+        with self._lock():
+            state = self._require_up()
+            names = [n.name for n in state.nodes]
+            new = [parse(spec, names) for spec in specs]
+            current = [parse(spec, names) for spec in state.faults]
+            # faults outside the VXLAN device (blackhole, slow, firewalls) leave it alone, so they can
+            # hit a running suite without re-creating every node's device under its agents
+            same = overlay_of(desired(state.instance, state.nodes, current + new)) == overlay_of(
+                desired(state.instance, state.nodes, current))
+            self._apply(state, current + new, current, fresh=None if same else False)
+            return state
+
+    def clear_faults(self) -> LabState:
+        """Back to healthy: the overlay is re-programmed with every node's original MAC."""
+        with self._lock():
+            state = self._require_up()
+            current = [parse(spec, [n.name for n in state.nodes]) for spec in state.faults]
+            self._apply(state, [], current, fresh=False)
+            return state
+
+    def state(self) -> LabState | None:
+        return load(self.instance)
+
+    def stop_sshd(self, node: str) -> None:
+        """Stop one node's sshd, like a node that died: the suite must report it NODE_UNREACHABLE."""
+        with self._lock():
+            state = self._require_up()
+            target = _node(state, node)
+            self._kill([(target.sshd_pid, target.sshd_start)])
+
+    def crash(self, node: str) -> None:
+        """Stop the node's sshd and every process in its namespace (open SSH sessions, agents), like a
+        node that died under a running suite; its address stays, so new connections are refused."""
+        with self._lock():
+            state = self._require_up()
+            target = _node(state, node)
+            self._kill([(target.sshd_pid, target.sshd_start)])
+            self._kill_netns_processes([target.netns])
+
+    def status(self) -> dict:
+        state = load(self.instance)
+        if state is None:
+            return {"instance": self.instance, "up": False}
+        nodes = [{"name": n.name, "address": n.address, "netns": n.netns, "vtep_mac": n.vtep_mac,
+                  "vtep_ip": n.vtep_ip, "subnet": n.subnet, "sshd_pid": n.sshd_pid,
+                  "sshd_alive": proc_start(n.sshd_pid) == n.sshd_start} for n in state.nodes]
+        return {"instance": state.instance, "up": True, "preset": state.preset, "device": state.device,
+                "port": state.port, "vni": state.vni, "cluster_view": state.cluster_view,
+                "faults": list(state.faults), "nodes": nodes,
+                "etcd": {"endpoint": state.etcd_endpoint, "pid": state.etcd_pid,
+                         "alive": bool(state.etcd_pid) and proc_start(state.etcd_pid) == state.etcd_start},
+                "paths": {"state_dir": str(state.state_dir), "key": state.key_path,
+                          "known_hosts": state.known_hosts_path, "inventory": state.inventory_path}}
+
+    def exec(self, node: str, argv: Sequence[str], timeout: float = 5,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv inside the node (netns + mount + UTS namespace of its sshd), with the node's PATH."""
+        state = self._require_up()
+        target = _node(state, node)
+        env = {"PATH": sshd.node_path(state.state_dir, node), "HOME": "/root", "LANG": "C.UTF-8"}
+        try:
+            return subprocess.run(["/usr/bin/nsenter", "-t", str(target.sshd_pid), "-m", "-u", "-n", "--", *argv],
+                                  input=input, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"{node}: {argv[0]} timed out after {timeout:g} s") from None
+
+    # -- internals ---------------------------------------------------------------------------------
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One writer at a time: two `up`s at once would fight over namespaces. The lock is the state
+        root directory itself, so a finished `down` leaves no lock file behind."""
+        plan.STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        fd = os.open(plan.STATE_ROOT, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _require_up(self) -> LabState:
+        state = load(self.instance)
+        if state is None:
+            raise LabError(f"lab instance {self.instance} is not up: run python -m vxlan_conformance.lab up "
+                           f"--instance {self.instance}")
+        return state
+
+    def _new_state(self, nodes: int, chosen: plan.Preset, port: int | None, inventory_path: str | None,
+                   cluster_view: str) -> LabState:
+        root = plan.state_dir(self.instance)
+        root.mkdir(parents=True)
+        inventory = Path(inventory_path or DEFAULT_INVENTORY)
+        if not inventory.is_absolute():
+            inventory = PROJECT_ROOT / inventory
+        lab_nodes = []
+        for i in range(1, nodes + 1):
+            mac, name = random_mac(), plan.node_name(i)
+            lab_nodes.append(LabNode(name=name, address=plan.node_address(self.instance, i),
+                                     netns=plan.netns_name(self.instance, name), vtep_mac=mac,
+                                     vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)), base_mac=mac,
+                                     eth_mac=random_mac()))
+        state = LabState(instance=self.instance, preset=chosen.name, device=chosen.device,
+                         port=port or chosen.port, vni=chosen.vni, nodes=lab_nodes,
+                         key_path=str(root / "id_ed25519"), known_hosts_path=str(root / "known_hosts"),
+                         inventory_path=str(inventory), etcd_endpoint="", cluster_view=cluster_view)
+        save(state)  # first thing: a failed or interrupted up can still be torn down
+        return state
+
+    def _build(self, state: LabState, parsed: list[Fault]) -> None:
+        want = desired(state.instance, state.nodes, parsed)
+        node_files.check(want)
+        overlay.build_skeleton(state.instance, state.nodes)
+        # addresses first: sshd and etcd bind to the node address and die if it is not there yet
+        overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
+        sshd.prepare(state)
+        node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
+        etcd_proc = None
+        if state.preset == "flannel":
+            etcd_proc = etcd.start(state)
+            self._children.append(etcd_proc)
+            state.etcd_endpoint = etcd.endpoint(state)
+        procs = sshd.start(state)
+        self._children.extend(procs)
+        save(state)
+        sshd.wait_listening(state, procs)
+        for node in state.nodes:
+            node.sshd_start = proc_start(node.sshd_pid)
+        if etcd_proc is not None:
+            etcd.wait_ready(state, etcd_proc)
+            state.etcd_start = proc_start(state.etcd_pid)
+        self._apply(state, parsed, [], fresh=None)
+        inventory_out.write(state)
+        save(state)
+
+    def _apply(self, state: LabState, wanted: list[Fault], previous: list[Fault],
+               fresh: bool | None) -> None:
+        """Program the desired state; fresh=None: the VXLAN devices already hold it (just built, or unchanged)."""
+        want = desired(state.instance, state.nodes, wanted)
+        node_files.check(want)
+        if fresh is not None:
+            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh)
+        before = desired(state.instance, state.nodes, previous)
+        fault_rules.apply_blocked(state, want)
+        if want.bad_checksum or before.bad_checksum:
+            fault_rules.apply_bad_checksum(state, want)
+        fault_rules.apply_random_fully(state, want, before.random_fully)
+        fault_rules.apply_offload(state, want)
+        fault_rules.apply_mounts(state, want, platform.release())
+        fault_rules.apply_slow(state, want, before.slow)
+        for node in state.nodes:
+            node.vtep_mac = want.macs[node.name]
+        state.faults = [f.spec for f in wanted]
+        if state.etcd_pid:
+            etcd.write(state, want)
+        kubectl.write(state, want)
+        node_files.write(state, want)
+        save(state)
+
+    def _down(self) -> None:
+        state = load(self.instance)
+        pids = []
+        if state is not None:
+            pids = [(n.sshd_pid, n.sshd_start) for n in state.nodes] + [(state.etcd_pid, state.etcd_start)]
+        self._kill(pids)
+        names = sorted(set(overlay.lab_netns(self.instance)) | {n.netns for n in (state.nodes if state else [])})
+        self._kill_netns_processes(names)
+        overlay.destroy(self.instance, names)
+        run(["nft", "delete", "table", "bridge", fault_rules.bridge_table(self.instance)], check=False)
+        if state is not None:
+            _remove_inventory(Path(state.inventory_path), self.instance)
+        shutil.rmtree(plan.state_dir(self.instance), ignore_errors=True)
+
+    def _kill(self, pids: list[tuple[int, str]]) -> None:
+        """SIGTERM exactly the recorded PIDs (if still the same processes), then wait for them."""
+        ours = {p.pid: p for p in self._children}
+        live = []
+        for pid, start in pids:
+            if pid and (pid in ours or (start and proc_start(pid) == start)):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                    live.append(pid)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + KILL_WAIT_S
+        for pid in live:
+            if pid in ours:
+                try:
+                    ours[pid].wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    ours[pid].kill()
+                    ours[pid].wait(timeout=KILL_WAIT_S)
+            else:
+                while proc_start(pid) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if proc_start(pid):
+                    os.kill(pid, signal.SIGKILL)
+        self._children = [p for p in self._children if p.poll() is None]
+
+    def _kill_netns_processes(self, names: list[str]) -> None:
+        """Whatever still runs inside the lab's namespaces was started through the lab (SSH sessions,
+        suite agents): it would keep the namespace's devices alive, so it goes too."""
+        pids = []
+        for name in names:
+            out = run(["ip", "netns", "pids", name], check=False).stdout
+            pids.extend((int(p), proc_start(int(p))) for p in out.split() if p.isdigit())
+        self._kill(pids)
+
+
+def overlay_of(want: Desired) -> tuple:
+    """What overlay.program puts on the VXLAN device of each node."""
+    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab must run as root (it creates network namespaces): re-run as root")
+    require_tools()
+
+
+def _remove_inventory(path: Path, instance: int) -> None:
+    """Only a file this lab generated: never delete an inventory someone wrote by hand."""
+    try:
+        first = path.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return
+    if first.startswith(f"# generated by python -m vxlan_conformance.lab up (instance {instance})"):
+        path.unlink()
+
+
+def _node(state: LabState, name: str) -> LabNode:
+    try:
+        return state.node(name)
+    except KeyError:
+        raise LabError(f"unknown node {name!r}: this lab has node1..node{len(state.nodes)}") from None

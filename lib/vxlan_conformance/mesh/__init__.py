@@ -1,0 +1,1 @@
+"""Real traffic between every directed pair: agents, frames, evidence."""

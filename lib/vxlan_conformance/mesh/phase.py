@@ -1,0 +1,112 @@
+"""The mesh phase of a run: node agents on every node at once over SSH, evidence per directed pair.
+
+Runs once per run on the controller, after facts and view, and only when the datapath suite is
+selected. It probes the run's pairs (vxlan_conformance.model.pairs) between nodes that can take an agent.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from vxlan_conformance.agent import python_command
+from vxlan_conformance.checks.access import usable_python
+from vxlan_conformance.checks.expect import device_ip, vtep_of
+from vxlan_conformance.collect.gather import Progress
+from vxlan_conformance.inventory import Inventory
+from vxlan_conformance.mesh.agents import MeshNode, build_plans, pair_evidence, run_mesh
+from vxlan_conformance.model.rundata import RunData
+from vxlan_conformance.transport.ssh import Pool, Stream
+
+
+def mesh_timeout(agents: int) -> float:
+    """The runner's limit for the whole mesh. Starting the agents costs a Python start-up per node on
+    the runner's and the nodes' cores, so it grows with N."""
+    return 15.0 + 0.1 * agents
+
+
+def agent_deadline(agents: int) -> float:
+    """The agent leaves by itself after this, even if the SSH session is gone (after the runner's limit)."""
+    return mesh_timeout(agents) + 25.0
+
+
+def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
+    """MeshNodes for the nodes the mesh can use, and why each other node cannot take part."""
+    nodes, excluded = [], {}
+    for host in run.nodes:
+        facts = run.facts.get(host)
+        if facts is None:
+            excluded[host] = "unreachable"
+            continue
+        python = usable_python(facts)
+        vtep_ip = device_ip(run, host)
+        if facts.device is None or vtep_ip is None:
+            excluded[host] = f"no VXLAN device {run.overlay['device']} with an address"
+            continue
+        if python is None:
+            excluded[host] = "no Python 2.7/3.6+ for the agent"
+            continue
+        if facts.uid not in (0, None):  # the facts ran as the agent would (same user, same become)
+            excluded[host] = f"connected as uid {facts.uid}, not root: the agent's raw sockets need root"
+            continue
+        underlay = facts.underlay.name if facts.underlay else facts.device.dev
+        nodes.append(MeshNode(name=host, address=run.addresses[host], underlay_if=underlay or "",
+                              vtep_ip=vtep_ip, vtep_mac=vtep_of(run, host).mac or facts.device.mac or "",
+                              device_mtu=expected_mtu(run, host),
+                              port=facts.device.port or int(run.overlay["port"]),
+                              vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
+                              python=python))
+    return nodes, excluded
+
+
+def expected_mtu(run: RunData, host: str) -> int:
+    """The DF probe's size: the overlay MTU the cluster should have (vxlan_mtu, or underlay MTU - 50),
+    so a node whose device MTU is smaller fails it (MTU_MISMATCH)."""
+    facts = run.facts[host]
+    if run.overlay.get("mtu"):
+        return int(run.overlay["mtu"])
+    if facts.underlay is not None and facts.underlay.mtu:
+        return facts.underlay.mtu - 50
+    return facts.device.mtu if facts.device and facts.device.mtu else 1450
+
+
+def _slim(evidence: dict) -> dict:
+    """Captured bytes are evidence of a failure; a pair whose every probe was answered with good
+    checksums keeps its counts only (at 100 nodes the frames would be most of the run data)."""
+    answered = all(evidence[kind].get("reply_seen") for kind in ("vxlan_frame", "overlay_ping", "df_probe"))
+    echoed = all(s["replied"] and not s["corrupted"] for s in evidence["udp_echo"].get("per_size", {}).values())
+    if answered and echoed and not evidence["captured"].get("bad_csum"):
+        evidence["pcap_frames"] = []
+        evidence["captured"]["frames"] = []
+    return evidence
+
+
+def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: Progress) -> None:
+    if not run.options.get("mesh"):
+        return
+    start = time.perf_counter()
+    nodes, excluded = mesh_nodes(run)
+    names = {n.name for n in nodes}
+    pairs = [(a, b) for a, b in run.pairs() if a in names and b in names]
+    run.mesh_pairs = [f"{a}->{b}" for a, b in pairs]
+    run.mesh_excluded = excluded
+    if excluded:
+        progress("mesh: left out " + ", ".join(f"{h} ({why})" for h, why in excluded.items()))
+    if not pairs:
+        run.mesh_error = "no node pair can be probed" + (f" ({len(excluded)} nodes left out)" if excluded else "")
+        return
+    progress(f"mesh: {len(pairs)} directed pairs, {len(nodes)} agents")
+    deadline = agent_deadline(len(nodes))
+    plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), deadline)
+    by_name = {n.name: n for n in nodes}
+
+    def launch(name: str) -> Stream:
+        command = shlex.join(python_command(by_name[name].python))
+        return pool.connection(name).stream(command, limit=deadline + 5)
+
+    reports = run_mesh(plans, launch, timeout_s=mesh_timeout(len(nodes)))
+    failed = {name: r["error"] for name, r in reports.items() if "error" in r}
+    for name, error in failed.items():
+        progress(f"mesh: agent on {name} failed: {error}")
+    run.mesh = {f"{a}->{b}": _slim(ev.to_dict()) for (a, b), ev in pair_evidence(plans, reports).items()}
+    run.timings["mesh"] = round(time.perf_counter() - start, 3)

@@ -1,0 +1,163 @@
+"""Plain records the parsers produce; `collect.facts.NodeFacts` is built from them.
+
+They live in the model layer so the parsers, the checks and the reports share them without importing collect.facts.
+All are JSON round-trippable through `dataclasses.asdict` and `from_plain`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Address:
+    dev: str
+    family: str  # "inet" | "inet6"
+    address: str
+    prefixlen: int
+    scope: str | None = None
+
+
+@dataclass
+class Interface:
+    name: str
+    ifindex: int | None = None
+    mtu: int | None = None
+    mac: str | None = None
+    up: bool = False
+    operstate: str | None = None
+    addresses: list[Address] = field(default_factory=list)
+    driver: str | None = None  # basename of /sys/class/net/<if>/device/driver, e.g. virtio_net
+
+
+@dataclass
+class VxlanDevice:
+    name: str
+    mac: str | None = None
+    vni: int | None = None
+    port: int | None = None
+    local: str | None = None
+    dev: str | None = None
+    mtu: int | None = None
+    up: bool = False
+    learning: bool | None = None
+    udpcsum: bool | None = None  # None: the tool does not print it (iproute 3.10 / kernels before 3.16)
+    group: str | None = None
+    remote: str | None = None
+    kind: str | None = None  # "vxlan" for a real VTEP; anything else is a misconfigured name clash
+    ifindex: int | None = None
+    lower_up: bool = False
+    operstate: str | None = None
+    external: bool = False  # collect-metadata mode (Cilium): no fixed VNI/local, no per-peer FDB
+
+
+@dataclass
+class Route:
+    dst: str
+    via: str | None = None
+    dev: str | None = None
+    onlink: bool = False
+    src: str | None = None
+    proto: str | None = None
+    scope: str | None = None
+    metric: int | None = None
+    type: str | None = None  # None for unicast; "local", "blackhole", "unreachable"...
+
+
+@dataclass
+class Neighbour:
+    ip: str
+    mac: str | None
+    state: str
+    dev: str | None = None
+
+
+@dataclass
+class FdbEntry:
+    mac: str
+    dst: str | None = None
+    dev: str | None = None
+    flags: list[str] = field(default_factory=list)  # "self", "router", "extern_learn"...
+    state: str | None = None  # "permanent" | "static" | "stale" | None
+    vni: int | None = None
+    port: int | None = None
+    master: str | None = None
+    vlan: int | None = None
+
+
+@dataclass
+class NatFacts:
+    tool: str = "absent"  # "iptables" | "nft" | "absent"
+    readable: bool = False  # False: rules could not be read (not root, module not loaded) -> flags unknown
+    random_fully: bool = False
+    kube_mark_return: bool = False
+    flannel_mark_return: bool = False
+    masquerade_rules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LinkFile:
+    path: str
+    matches_device: bool
+    mac_address_policy: str | None = None
+    masked: bool = False
+
+
+@dataclass
+class MacPolicy:
+    link_files: list[LinkFile] = field(default_factory=list)  # effective files, in udev's order
+    applied_file: str | None = None  # the first file whose [Match] selects the device: udev applies it
+    applied_policy: str | None = None
+    default_link_exists: bool | None = None  # 99-default.link in /usr/lib or /lib/systemd/network
+    default_link_policy: str | None = None
+    systemd_version: int | None = None
+    nm_state: str | None = None  # nmcli STATE for the device; None: nmcli absent or device not listed
+    nm_managed: bool | None = None
+
+
+@dataclass
+class PythonInfo:
+    path: str
+    version: str | None
+
+
+def from_plain(cls: type[T], data: Any) -> T:
+    """Rebuild a dataclass tree from `dataclasses.asdict` output; unknown keys are ignored.
+
+    >>> from_plain(Route, {"dst": "default", "via": "198.18.0.1", "extra": 1}) == Route("default", "198.18.0.1")
+    True
+    """
+    return _build(cls, data)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        return _build(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _build(item, v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        hints = _field_types(tp)
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
+    return value
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved field types of a dataclass, once per class (get_type_hints is slow)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

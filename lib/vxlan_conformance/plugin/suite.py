@@ -1,0 +1,90 @@
+"""What conftest.py exposes to the thin tests: parametrization by node and by directed pair, and fixtures
+over the run's shared data. A node that could not be reached makes its tests error with NODE_UNREACHABLE;
+every other node's tests are unaffected.
+
+Pair tests get `pairs`: one directed pair per test, or, when the run checks more nodes than
+--group-pairs (N^2 items would swamp pytest and the report), all pairs of one sender per test
+(`node1->*`). Either way every pair keeps its own verdict in summary.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vxlan_conformance.model.result import CheckResult, enforce, enforce_all
+from vxlan_conformance.model.rundata import RunData
+from vxlan_conformance.plugin import SUITES_DIR
+from vxlan_conformance.report.summary import check_and_subject
+
+
+def in_suites(path: Path) -> bool:
+    return SUITES_DIR in Path(path).resolve().parents
+
+
+def run_data(config: pytest.Config) -> RunData:
+    session = config.pluginmanager.get_plugin("vxlan-session")
+    if session is None or session.run is None:
+        raise pytest.UsageError("the suites need the vxlan-conformance plugin: pip install -e . "
+                                "in the project directory")
+    return session.run
+
+
+def parametrize(metafunc: pytest.Metafunc) -> None:
+    if "node" in metafunc.fixturenames:
+        nodes = run_data(metafunc.config).nodes
+        metafunc.parametrize("node", nodes, ids=nodes, indirect=True)
+    if "pairs" in metafunc.fixturenames:
+        run = run_data(metafunc.config)
+        pairs = run.pairs()
+        if len(run.nodes) > metafunc.config.option.group_pairs:
+            senders: dict[str, list[tuple[str, str]]] = {}
+            for a, b in pairs:
+                senders.setdefault(a, []).append((a, b))
+            groups, ids = list(senders.values()), [f"{a}->*" for a in senders]
+        else:
+            groups, ids = [[p] for p in pairs], [f"{a}->{b}" for a, b in pairs]
+        metafunc.parametrize("pairs", groups, ids=ids, indirect=True)
+
+
+def node_fixture(request: pytest.FixtureRequest) -> str:
+    host: str = request.param
+    reason = run_data(request.config).unreachable.get(host)
+    if reason is not None:
+        _unreachable(request, host, host, reason)
+    return host
+
+
+def pairs_fixture(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
+    """The reachable pairs of this test; pairs with an unreachable node get NODE_UNREACHABLE (the test
+    errors when none is left)."""
+    run = run_data(request.config)
+    reachable, down = [], []
+    for a, b in request.param:
+        host = a if a in run.unreachable else b if b in run.unreachable else None
+        if host is None:
+            reachable.append((a, b))
+        else:
+            down.append(_unreachable_result(request, f"{a}->{b}", host, run.unreachable[host]))
+    if down and not reachable:
+        enforce_all(request, down)
+    request.node.stash[UNREACHABLE] = down
+    return reachable
+
+
+UNREACHABLE = pytest.StashKey[list[CheckResult]]()
+
+
+def verdicts(request: pytest.FixtureRequest, results: list[CheckResult]) -> None:
+    """Judge a pair test: its own results plus the NODE_UNREACHABLE ones of its unreachable pairs."""
+    enforce_all(request, request.node.stash.get(UNREACHABLE, []) + results)
+
+
+def _unreachable_result(request: pytest.FixtureRequest, subject: str, host: str, reason: str) -> CheckResult:
+    check, _ = check_and_subject(request.node.nodeid)
+    return CheckResult(check=check, subject=subject, codes=("NODE_UNREACHABLE",),
+                       message=f"{host} could not be reached: {reason}", values={"node": host})
+
+
+def _unreachable(request: pytest.FixtureRequest, subject: str, host: str, reason: str) -> None:
+    enforce(request, _unreachable_result(request, subject, host, reason))

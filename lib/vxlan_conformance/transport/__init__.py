@@ -1,0 +1,1 @@
+"""SSH to the nodes: configuration, host keys, connections, the pool."""
