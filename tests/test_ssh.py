@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.sshd_fixture import Sshd, SshdFactory, free_port, sshd_factory  # noqa: F401  (fixture)
-from vxlan_conformance.transport import ssh_config
-from vxlan_conformance.transport.ssh import Connection, Pool, SSHError, SSHOptions, Target
+from vxlan_conformance.transport import Connection, Pool, SSHError, SSHOptions, Target, ssh_config
 
 NODE, BASTION1, BASTION2 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 PASSWORD = "pw-" + secrets.token_hex(8)  # vxctest's login and sudo password; must never show in errors

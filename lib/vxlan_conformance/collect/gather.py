@@ -16,7 +16,7 @@ from vxlan_conformance.collect import cluster_view, facts
 from vxlan_conformance.collect.peer_tables import keep_selected_peers
 from vxlan_conformance.inventory import Host, Inventory
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.transport.ssh import Connection, Pool, SSHError, SSHOptions, Target
+from vxlan_conformance.transport import Connection, Pool, SSHError, SSHOptions, Target
 
 Progress = Callable[[str], None]
 PHASES = ("facts", "view", "mesh")

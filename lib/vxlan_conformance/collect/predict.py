@@ -12,7 +12,7 @@ import re
 
 from vxlan_conformance.collect.gather import Progress
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.transport.ssh import Connection, Pool, SSHError
+from vxlan_conformance.transport import Connection, Pool, SSHError
 
 DEVICE_PREFIX = "vxcp"   # + the shell's PID: unique per run and node, within IFNAMSIZ
 SCRIPT = (

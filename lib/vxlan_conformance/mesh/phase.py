@@ -16,7 +16,7 @@ from vxlan_conformance.collect.gather import Progress
 from vxlan_conformance.inventory import Inventory
 from vxlan_conformance.mesh.agents import MeshNode, build_plans, pair_evidence, run_mesh
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.transport.ssh import Pool, Stream
+from vxlan_conformance.transport import Pool, Stream
 
 
 def mesh_timeout(agents: int) -> float:
