@@ -3,8 +3,8 @@
 
 import pytest
 
-from vxlan_conformance.collect.cluster_view import Advertised
-from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.model.advertised import Advertised
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.rundata import RunData
 from vxlan_conformance.plugin import suite
 

@@ -3,7 +3,7 @@
 import pytest
 
 from vxlan_conformance.checks import kernel
-from vxlan_conformance.model.result import enforce
+from vxlan_conformance.plugin.verdicts import enforce
 
 pytestmark = pytest.mark.node
 

@@ -4,7 +4,7 @@ Changes node state while it runs (a temporary device), so it runs only with --al
 import pytest
 
 from vxlan_conformance.checks import predict
-from vxlan_conformance.model.result import enforce
+from vxlan_conformance.plugin.verdicts import enforce
 
 pytestmark = [pytest.mark.node, pytest.mark.state_changing]
 

@@ -4,7 +4,7 @@ address, VNI/port/learning, MTU."""
 import pytest
 
 from vxlan_conformance.checks import vtep
-from vxlan_conformance.model.result import enforce
+from vxlan_conformance.plugin.verdicts import enforce
 
 pytestmark = pytest.mark.node
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.suite_runner import LAB_INSTANCE
+from tests.lab.suite_runner import LAB_INSTANCE
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

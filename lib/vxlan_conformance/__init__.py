@@ -9,3 +9,4 @@ from pathlib import Path
 
 # The project checkout this package is installed from (pip install -e .): suites/, reports/, inventory/.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SUITES_DIR = PROJECT_ROOT / "suites"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vxlan_conformance.checks.expect import vtep_of
+from vxlan_conformance import cni
+from vxlan_conformance.checks.registry import check
+from vxlan_conformance.model.evidence import EchoSize, PairEvidence, Probe
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
-
-CHECK = "datapath"
-
 
 Cause = tuple[tuple[str, ...], str]
 
@@ -37,36 +36,30 @@ def arrival(run: RunData, a: str, b: str) -> Arrival | None:
     evidence = run.mesh.get(f"{a}->{b}")
     if evidence is None:
         return None
-    cap = evidence["captured"]
-    if not cap.get("available"):
+    cap = evidence.captured
+    if not cap.available:
         return Arrival(False, 0, 0, 0, 0, 0, ())
-    by_port = {int(port): count for port, count in cap.get("by_dport", {}).items()}
-    vxlan_port = evidence["vxlan_frame"].get("port") or int(run.overlay["port"])
-    probe_port = evidence["udp_echo"].get("port")
-    requests = cap.get("requests", {})
-    return Arrival(True, by_port.get(vxlan_port, 0), by_port.get(probe_port, 0) if probe_port else 0,
-                   _bad_checksums(evidence, vxlan_port),
-                   requests.get("vxlan_frame", {}).get("intact", 0),
-                   requests.get("overlay_ping", {}).get("intact", 0),
-                   tuple(cap.get("outer_srcs", ())))
+    vxlan_port = evidence.vxlan_frame.port or int(run.overlay["port"])
+    return Arrival(True, cap.at_port(vxlan_port), cap.at_port(evidence.udp_echo.port),
+                   _bad_checksums(evidence, vxlan_port), cap.intact("vxlan_frame"), cap.intact("overlay_ping"),
+                   tuple(cap.outer_srcs))
 
 
-def _bad_checksums(evidence: dict, vxlan_port: int) -> int:
+def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
     """Bad outer checksums at the VXLAN port, re-verified with scapy from the captured bytes (only when
     the agent saw any: scapy is imported by the workers that need it, not by every worker)."""
-    if not evidence["captured"].get("bad_csum"):
+    if not evidence.captured.bad_csum:
         return 0
     from vxlan_conformance.mesh.frames import parse_capture
 
-    frames = [parse_capture(h) for h in evidence["pcap_frames"]]
+    frames = [parse_capture(h) for h in evidence.pcap_frames]
     return sum(1 for f in frames if f.dport == vxlan_port and f.csum_valid is False)
 
 
-def _echo_ok(evidence: dict) -> bool:
-    per_size = evidence["udp_echo"].get("per_size", {})
-    return bool(per_size) and all(s["replied"] and not s["corrupted"] for s in per_size.values())
-
-
+@check("datapath", "Datapath", "pair", codes=(
+    "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
+    "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
+    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -74,31 +67,31 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
               "probe_port": run.overlay.get("probe_port"), "address": run.addresses[b]}
     if evidence is None:
         why = "; ".join(f"{h}: {run.mesh_excluded[h]}" for h in (a, b) if h in run.mesh_excluded)
-        return CheckResult(CHECK, subject, ("MESH_FAILED",),
+        return CheckResult(subject, ("MESH_FAILED",),
                            f"{subject} was not probed: {why or run.mesh_error or 'no evidence'}", values=values)
-    if evidence["errors"] and not evidence["udp_echo"]:
-        return CheckResult(CHECK, subject, ("MESH_FAILED",), "; ".join(evidence["errors"]), values=values)
+    if evidence.errors and not evidence.probed:
+        return CheckResult(subject, ("MESH_FAILED",), "; ".join(evidence.errors), values=values)
     text = describe(run, a, b)
-    answered = all(evidence[kind].get("reply_seen") for kind in ("vxlan_frame", "overlay_ping"))
-    if answered and _echo_ok(evidence):
-        if evidence["df_probe"].get("reply_seen"):
-            return CheckResult(CHECK, subject, evidence=text)
-        size = evidence["df_probe"].get("size")
-        return CheckResult(CHECK, subject, ("MTU_MISMATCH",),
+    answered = evidence.answered
+    if answered and evidence.udp_echo.ok:
+        if evidence.df_probe.reply_seen:
+            return CheckResult(subject, evidence=text)
+        size = evidence.df_probe.size
+        return CheckResult(subject, ("MTU_MISMATCH",),
                            f"{a} reaches {b} over the overlay, but not with a {size}-byte packet that may "
-                           f"not be fragmented ({evidence['df_probe'].get('error') or 'no reply'})",
+                           f"not be fragmented ({evidence.df_probe.error or 'no reply'})",
                            evidence=text, values={**values, "mtu": size})
     if cause := forward_cause(run, a, b):
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
-        return CheckResult(CHECK, subject, cause[0], cause[1], evidence=text + extra, values=values)
+        return CheckResult(subject, cause[0], cause[1], evidence=text + extra, values=values)
     if not answered and (back := forward_cause(run, b, a)):
-        return CheckResult(CHECK, subject, evidence=text,
+        return CheckResult(subject, evidence=text,
                            note=f"{b} received {a}'s probes intact; the answers are lost on {b}->{a}: {back[1]}")
     if answered:
-        return CheckResult(CHECK, subject, ("PROBE_PORT_BLOCKED",),
+        return CheckResult(subject, ("PROBE_PORT_BLOCKED",),
                            f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
                            evidence=text, values=values)
-    return CheckResult(CHECK, subject, ("OVERLAY_UNREACHABLE",),
+    return CheckResult(subject, ("OVERLAY_UNREACHABLE",),
                        f"{a} cannot reach {b} over the overlay and no more specific cause was found",
                        evidence=text, values=values)
 
@@ -116,14 +109,14 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
         return (("OUTER_CHECKSUM_BAD",),
                 f"{b} receives {a}'s VXLAN packets with an invalid outer UDP checksum and drops them "
                 f"({seen.bad_csum} bad at port {port}); {a} runs kernel {kernel}")
-    if evidence["vxlan_frame"].get("sent") and seen.vxlan_seen == 0:
+    if evidence.vxlan_frame.sent and seen.vxlan_seen == 0:
         nothing = " and nothing at all from it at the probe port either" if seen.probe_seen == 0 else ""
         return (("UDP_PORT_BLOCKED",),
                 f"{a}'s packets to {b}:{port}/udp never reach {b}'s network interface{nothing}: a firewall "
                 "or security group drops them on the way")
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
         return cause
-    if evidence["overlay_ping"].get("sent") and not seen.overlay_requests:
+    if evidence.overlay_ping.sent and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
 
@@ -137,7 +130,7 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
     if facts_a is not None and facts_a.device is not None and (facts_a.device.mac or "").lower() == mac_b:
         return (("VTEP_MAC_DUPLICATE",),
                 f"{a} and {b} have the same VTEP MAC {mac_b}: {b} drops {a}'s frames as its own")
-    advertised = vtep_of(run, b).mac
+    advertised = cni.of_run(run).vtep(run, b).mac
     if advertised and advertised != mac_b:
         return (("VTEP_MAC_MISMATCH",),
                 f"{b} drops frames for its advertised VtepMAC {advertised}: {facts_b.device.name} has {mac_b}")
@@ -147,7 +140,7 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
 def config_cause(run: RunData, x: str, y: str) -> Cause:
     """Why x's kernel does not send its overlay packets for y to y, from x's FDB and neighbour entries."""
     facts = run.facts.get(x)
-    peer = vtep_of(run, y)
+    peer = cni.of_run(run).vtep(run, y)
     address = run.addresses[y]
     unexplained = (("OVERLAY_UNREACHABLE",),
                    f"{x}'s overlay packets for {y} never reach {y}, and {x}'s FDB and neighbour entries for "
@@ -159,7 +152,7 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"
     if address not in dsts:
-        owners = [h for h in run.nodes if h != y and vtep_of(run, h).mac == peer.mac]
+        owners = [h for h in run.nodes if h != y and cni.of_run(run).vtep(run, h).mac == peer.mac]
         if owners:
             return (("VTEP_MAC_DUPLICATE",),
                     f"{way} go to {', '.join(sorted(dsts))}: {y}'s VtepMAC {peer.mac} is also "
@@ -182,7 +175,7 @@ def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | N
     wrong = sorted(set(outer_srcs) - {address})
     if not wrong:
         return None
-    advertised = vtep_of(run, a).public_ip
+    advertised = cni.of_run(run).vtep(run, a).public_ip
     if advertised in wrong:
         return (("PUBLIC_IP_MISMATCH",),
                 f"{a} sends VXLAN from {advertised}, the public IP it advertises, not from its address {address}: "
@@ -194,31 +187,34 @@ def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | N
 def describe(run: RunData, a: str, b: str) -> str:
     """The evidence of A->B in a few lines, for failure messages and the report."""
     ev = run.mesh[f"{a}->{b}"]
-    echo = ev["udp_echo"]
-    sizes = ", ".join(f"{size} B {_echo_state(s)}" for size, s in echo.get("per_size", {}).items())
-    cap = ev["captured"]
+    echo = ev.udp_echo
+    sizes = ", ".join(f"{size} B {_echo_state(s)}" for size, s in echo.per_size.items())
+    cap = ev.captured
     lines = [
-        f"udp echo {a} -> {b}:{echo.get('port')}: {sizes or 'not sent'}",
-        f"raw VXLAN frame {a} -> {b}:{ev['vxlan_frame'].get('port')}: "
-        f"{'answered' if ev['vxlan_frame'].get('reply_seen') else 'no answer'}",
-        f"overlay ping {a} -> {b} via {run.overlay['device']}: "
-        f"{'answered' if ev['overlay_ping'].get('reply_seen') else 'no answer'}",
-        f"DF ping size {ev['df_probe'].get('size')}: {'answered' if ev['df_probe'].get('reply_seen') else 'no answer'}",
+        f"udp echo {a} -> {b}:{echo.port}: {sizes or 'not sent'}",
+        f"raw VXLAN frame {a} -> {b}:{ev.vxlan_frame.port}: {_answer(ev.vxlan_frame)}",
+        f"overlay ping {a} -> {b} via {run.overlay['device']}: {_answer(ev.overlay_ping)}",
+        f"DF ping size {ev.df_probe.size}: {_answer(ev.df_probe)}",
     ]
-    if cap.get("available"):
-        lines.append(f"captured at {b} from {a}: {cap.get('count', 0)} frames by port {cap.get('by_dport')}, "
-                     f"checksums ok {cap.get('valid_csum', 0)} / bad {cap.get('bad_csum', 0)}, "
-                     f"{b} UdpInCsumErrors +{cap.get('receiver_in_csum_errors_delta', 0)}")
+    if cap.available:
+        by_port = {str(port): count for port, count in cap.by_dport.items()}
+        lines.append(f"captured at {b} from {a}: {cap.count} frames by port {by_port}, "
+                     f"checksums ok {cap.valid_csum} / bad {cap.bad_csum}, "
+                     f"{b} UdpInCsumErrors +{cap.receiver_in_csum_errors_delta}")
     else:
         lines.append(f"no capture at {b}")
-    lines += ev["errors"]
+    lines += ev.errors
     return "\n".join(lines)
 
 
-def _echo_state(size: dict) -> str:
-    if not size["replied"]:
+def _answer(probe: Probe) -> str:
+    return "answered" if probe.reply_seen else "no answer"
+
+
+def _echo_state(size: EchoSize) -> str:
+    if not size.replied:
         return "LOST"
-    return "CORRUPTED" if size["corrupted"] else "ok"
+    return "CORRUPTED" if size.corrupted else "ok"
 
 
 def _sender_offloads(run: RunData, a: str) -> str:

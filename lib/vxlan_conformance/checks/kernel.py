@@ -7,7 +7,8 @@ from collections.abc import Callable
 from functools import cache
 
 from vxlan_conformance import kernels
-from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.checks.registry import check
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
@@ -44,36 +45,37 @@ def _values(run: RunData, host: str, v: kernels.KernelVerdict) -> dict[str, obje
             "kernel": v.release, "stream": v.stream}
 
 
+@check("kernel-known", "Kernel not known bad", "node", codes=("KERNEL_KNOWN_BAD", "KERNEL_NOT_VALIDATED"))
 def known(run: RunData, host: str) -> CheckResult:
     """denylist (default): a kernel listed bad without conditions fails; allowlist: only `good` passes."""
     v = verdict(run, host)
     values = _values(run, host, v)
     if v.status == "bad" and not v.conditions:
-        return CheckResult("kernel-known", host, ("KERNEL_KNOWN_BAD",), f"kernel {v.release}: {v.reason}",
+        return CheckResult(host, ("KERNEL_KNOWN_BAD",), f"kernel {v.release}: {v.reason}",
                            evidence=f"{host}: uname -r = {v.release} (stream {v.stream})", values=values)
     if run.options.get("kernel_policy") == "allowlist" and v.status != "good":
-        return CheckResult("kernel-known", host, ("KERNEL_NOT_VALIDATED",),
+        return CheckResult(host, ("KERNEL_NOT_VALIDATED",),
                            f"kernel {v.release} is not on the known-good list (allowlist policy)",
                            evidence=f"{host}: uname -r = {v.release} (stream {v.stream}); {v.reason}",
                            values=values)
     note = v.reason if v.status != "good" else ""
-    return CheckResult("kernel-known", host, note=note)
+    return CheckResult(host, note=note)
 
 
+@check("checksum-offload-risk", "No checksum offload risk", "node", codes=("CHECKSUM_OFFLOAD_RISK",))
 def offload_risk(run: RunData, host: str) -> CheckResult:
     """A kernel whose bug needs conditions fails only when every condition holds on this node."""
     v = verdict(run, host)
     if v.status != "bad" or not v.conditions:
-        return CheckResult("checksum-offload-risk", host)
+        return CheckResult(host)
     facts = run.facts[host]
     states = {name: CONDITIONS[name](facts, run) if name in CONDITIONS else None for name in v.conditions}
     shown = ", ".join(f"{name}={'?' if s is None else ('yes' if s else 'no')}" for name, s in states.items())
     if all(states.values()):
-        return CheckResult(
-            "checksum-offload-risk", host, ("CHECKSUM_OFFLOAD_RISK",),
+        return CheckResult(host, ("CHECKSUM_OFFLOAD_RISK",),
             f"kernel {v.release} with {shown}: outer VXLAN UDP checksums get corrupted ({v.reason})",
             evidence=_offload_evidence(run, host), values=_values(run, host, v))
-    return CheckResult("checksum-offload-risk", host,
+    return CheckResult(host,
                        note=f"kernel {v.release} is affected only when {', '.join(v.conditions)}: {shown}")
 
 

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
-
 from vxlan_conformance.checks.expect import shared_by
-from vxlan_conformance.model.result import CheckResult
+from vxlan_conformance.checks.registry import check
+from vxlan_conformance.model.result import CheckResult, NotApplicable
 from vxlan_conformance.model.rundata import RunData
 
 
+@check("vtep-mac-predicted-unique", "Predicted VTEP MAC unique", "node", codes=("PREDICT_FAILED", "VTEP_MAC_DUPLICATE"))
 def mac_unique(run: RunData, host: str) -> CheckResult:
     if not run.options.get("predict"):
-        pytest.skip("creates a temporary VXLAN device on every node: run with --allow-state-changes")
+        raise NotApplicable("creates a temporary VXLAN device on every node: run with --allow-state-changes")
     if host in run.predict_errors:
-        return CheckResult("vtep-mac-predicted-unique", host, ("PREDICT_FAILED",), run.predict_errors[host],
+        return CheckResult(host, ("PREDICT_FAILED",), run.predict_errors[host],
                            values={"node": host})
     sharing = shared_by(run, "predicted-mac", lambda: dict(run.predicted_macs), host)
     if not sharing:
-        return CheckResult("vtep-mac-predicted-unique", host, note=f"a new VXLAN device got {run.predicted_macs[host]}")
-    return CheckResult(
-        "vtep-mac-predicted-unique", host, ("VTEP_MAC_DUPLICATE",),
+        return CheckResult(host, note=f"a new VXLAN device got {run.predicted_macs[host]}")
+    return CheckResult(host, ("VTEP_MAC_DUPLICATE",),
         f"a new VXLAN device gets MAC {run.predicted_macs[host]} on {', '.join(sharing)}: their overlay devices "
         "will collide once installed", evidence="\n".join(f"{h}: {run.predicted_macs[h]}" for h in sharing),
         values={"node": host, "device": run.overlay["device"]})

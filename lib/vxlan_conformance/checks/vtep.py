@@ -5,7 +5,8 @@ MTU as everybody else."""
 from __future__ import annotations
 
 from vxlan_conformance.checks.expect import needs_view, shared_by
-from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.checks.registry import check
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
@@ -24,23 +25,24 @@ def _link_evidence(run: RunData, host: str) -> str:
             f"{' nolearning' if device.learning is False else ''}")
 
 
+@check("vtep-mac-unique", "VTEP MAC unique", "node", codes=("VTEP_MAC_DUPLICATE",))
 def mac_unique(run: RunData, host: str) -> CheckResult:
     device = run.facts[host].device
     if device is None:
-        return CheckResult("vtep-mac-unique", host, note="no VXLAN device (see vxlan-device)")
+        return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     sharing = shared_by(run, "vtep-mac", lambda: {h: f.device.mac for h, f in run.facts.items() if f.device}, host)
     if not sharing:
-        return CheckResult("vtep-mac-unique", host)
+        return CheckResult(host)
     ids = {h: run.facts[h].machine_id for h in sharing}
     clone_hint = ""
     if len(set(ids.values())) == 1 and next(iter(ids.values())):
         clone_hint = f"; they also share machine-id {next(iter(ids.values()))} (cloned VMs)"
-    return CheckResult(
-        "vtep-mac-unique", host, ("VTEP_MAC_DUPLICATE",),
+    return CheckResult(host, ("VTEP_MAC_DUPLICATE",),
         f"{run.overlay['device']} MAC {device.mac} is shared by {', '.join(sharing)}{clone_hint}",
         evidence="\n".join(_link_evidence(run, h) for h in sharing), values=_values(run, host))
 
 
+@check("machine-id-unique", "Machine id unique", "node", codes=("MACHINE_ID_DUPLICATE",))
 def machine_id_unique(run: RunData, host: str) -> CheckResult:
     """Cloned VMs keep the image's /etc/machine-id, from which systemd derives 'persistent' MACs: the
     duplicate VTEP MAC of seed 000 waiting to happen, even while the MACs still differ."""
@@ -49,55 +51,56 @@ def machine_id_unique(run: RunData, host: str) -> CheckResult:
 
     mine = known(run.facts[host])
     if not mine:
-        return CheckResult("machine-id-unique", host, note="no /etc/machine-id on the node (or not yet set: "
+        return CheckResult(host, note="no /etc/machine-id on the node (or not yet set: "
                                                            "'uninitialized' until first boot completes)")
     sharing = shared_by(run, "machine-id", lambda: {h: known(f) for h, f in run.facts.items()}, host)
     if not sharing:
-        return CheckResult("machine-id-unique", host)
-    return CheckResult(
-        "machine-id-unique", host, ("MACHINE_ID_DUPLICATE",),
+        return CheckResult(host)
+    return CheckResult(host, ("MACHINE_ID_DUPLICATE",),
         f"/etc/machine-id {mine} is shared by {', '.join(sharing)} (VMs cloned from one image)",
         evidence="\n".join(f"{h}: cat /etc/machine-id = {mine}" for h in sharing), values=_values(run, host))
 
 
+@check("vtep-nm-unmanaged", "VTEP left alone by NetworkManager", "node", codes=("VTEP_NM_MANAGED",))
 def nm_unmanaged(run: RunData, host: str) -> CheckResult:
     """NetworkManager must leave the VXLAN device alone (flannel#1330: it changed the MAC underneath)."""
     policy, device = run.facts[host].mac_policy, run.overlay["device"]
     if policy.nm_managed is None:
-        return CheckResult("vtep-nm-unmanaged", host, note=f"nmcli absent, or NetworkManager does not list {device}")
+        return CheckResult(host, note=f"nmcli absent, or NetworkManager does not list {device}")
     if not policy.nm_managed:
-        return CheckResult("vtep-nm-unmanaged", host)
-    return CheckResult("vtep-nm-unmanaged", host, ("VTEP_NM_MANAGED",),
+        return CheckResult(host)
+    return CheckResult(host, ("VTEP_NM_MANAGED",),
                        f"NetworkManager lists {device} as '{policy.nm_state}', not unmanaged",
                        evidence=f"{host}: nmcli -t -f DEVICE,STATE device: {device}:{policy.nm_state}",
                        values=_values(run, host))
 
 
+@check("vtep-mac-advertised", "VTEP MAC as advertised", "node", codes=("VIEW_NODE_MISSING", "VTEP_MAC_MISMATCH"))
 def mac_advertised(run: RunData, host: str) -> CheckResult:
     needs_view(run)
     device = run.facts[host].device
     if device is None:
-        return CheckResult("vtep-mac-advertised", host, note="no VXLAN device (see vxlan-device)")
+        return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     adv = run.view.get(host)
     if adv is None:
-        return CheckResult("vtep-mac-advertised", host, ("VIEW_NODE_MISSING",),
+        return CheckResult(host, ("VIEW_NODE_MISSING",),
                            f"{host} ({run.addresses[host]}) is not in the cluster view ({run.view_source})",
                            values=_values(run, host))
     if adv.vtep_mac == (device.mac or "").lower():
-        return CheckResult("vtep-mac-advertised", host)
-    return CheckResult(
-        "vtep-mac-advertised", host, ("VTEP_MAC_MISMATCH",),
+        return CheckResult(host)
+    return CheckResult(host, ("VTEP_MAC_MISMATCH",),
         f"{device.name} has MAC {device.mac} but {run.view_source} advertises VtepMAC {adv.vtep_mac}; "
         "peers send this node's frames to the advertised MAC",
         evidence=f"{_link_evidence(run, host)}\nadvertised ({adv.source} {adv.node_name}): VtepMAC "
                  f"{adv.vtep_mac}", values=_values(run, host))
 
 
+@check("vtep-local", "VTEP local address", "node", codes=("VTEP_LOCAL_MISMATCH",))
 def local_address(run: RunData, host: str) -> CheckResult:
     facts = run.facts[host]
     device = facts.device
     if device is None:
-        return CheckResult("vtep-local", host, note="no VXLAN device (see vxlan-device)")
+        return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     address = run.addresses[host]
     problems = []
     if device.local != address:
@@ -107,42 +110,44 @@ def local_address(run: RunData, host: str) -> CheckResult:
     if underlay is not None and holders and underlay.name not in holders:
         problems.append(f"it is bound to {underlay.name} but {address} is on {', '.join(sorted(holders))}")
     if not problems:
-        return CheckResult("vtep-local", host)
-    return CheckResult("vtep-local", host, ("VTEP_LOCAL_MISMATCH",), "; ".join(problems),
+        return CheckResult(host)
+    return CheckResult(host, ("VTEP_LOCAL_MISMATCH",), "; ".join(problems),
                        evidence=_link_evidence(run, host), values=_values(run, host))
 
 
+@check("vtep-config", "VTEP VNI, port and learning", "node", codes=("CONFIG_INCONSISTENT",))
 def config_consistent(run: RunData, host: str) -> CheckResult:
     """VNI, port and learning as configured (vxlan_vni, vxlan_port; flannel and Calico use nolearning)."""
     device = run.facts[host].device
     if device is None:
-        return CheckResult("vtep-config", host, note="no VXLAN device (see vxlan-device)")
+        return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     expected = {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": False}
     actual = {"vni": device.vni, "port": device.port, "learning": device.learning}
     wrong = [f"{key} {actual[key]} (expected {value})" for key, value in expected.items()
              if actual[key] is not None and actual[key] != value]
     if not wrong:
-        return CheckResult("vtep-config", host)
-    return CheckResult("vtep-config", host, ("CONFIG_INCONSISTENT",),
+        return CheckResult(host)
+    return CheckResult(host, ("CONFIG_INCONSISTENT",),
                        f"{device.name}: {', '.join(wrong)}", evidence=_link_evidence(run, host),
                        values=_values(run, host))
 
 
+@check("vtep-mtu", "VTEP MTU", "node", codes=("MTU_MISMATCH",))
 def mtu(run: RunData, host: str) -> CheckResult:
     """Device MTU = vxlan_mtu, or underlay MTU - 50 (the VXLAN overhead) when not configured."""
     facts = run.facts[host]
     device = facts.device
     if device is None or device.mtu is None:
-        return CheckResult("vtep-mtu", host, note="no VXLAN device (see vxlan-device)")
+        return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     configured = run.overlay.get("mtu")
     if configured:
         expected, why = int(configured), "vxlan_mtu"
     elif facts.underlay is not None and facts.underlay.mtu:
         expected, why = facts.underlay.mtu - 50, f"{facts.underlay.name} MTU {facts.underlay.mtu} - 50"
     else:
-        return CheckResult("vtep-mtu", host, note="underlay MTU unknown; MTU not checked")
+        return CheckResult(host, note="underlay MTU unknown; MTU not checked")
     if device.mtu == expected:
-        return CheckResult("vtep-mtu", host)
-    return CheckResult("vtep-mtu", host, ("MTU_MISMATCH",),
+        return CheckResult(host)
+    return CheckResult(host, ("MTU_MISMATCH",),
                        f"{device.name} MTU is {device.mtu}, expected {expected} ({why})",
                        evidence=_link_evidence(run, host), values=_values(run, host, mtu=expected))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from vxlan_conformance.checks.expect import device_ip
+from vxlan_conformance import cni
 from vxlan_conformance.collect import cluster_view, facts
 from vxlan_conformance.collect.peer_tables import keep_selected_peers
 from vxlan_conformance.inventory import Host, Inventory
@@ -115,14 +115,14 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
             where = hosts[0].name
             runner = _ssh_runner(pool, where)
         progress(f"view: {kind} on {where}")
-        advertised = cluster_view.fetch(kind, runner, kubectl=overlay.kubectl, etcdctl=overlay.etcdctl,
-                                        where=where)
+        advertised = cluster_view.fetch(kind, runner, cni=cni.by_name(overlay.cni), kubectl=overlay.kubectl,
+                                        etcdctl=overlay.etcdctl, where=where)
     except (cluster_view.ViewError, SSHError) as exc:
         run.view_error = str(exc)
         progress(f"view: {exc}")
         return
     run.view = cluster_view.match_hosts(advertised, run.addresses,
-                                        {host: device_ip(run, host) for host in run.facts})
+                                        {host: cni.of_run(run).device_ip(run, host) for host in run.facts})
     matched = {adv.node_name for adv in run.view.values()}
     run.view_unmatched = [adv for adv in advertised if adv.node_name not in matched]
 

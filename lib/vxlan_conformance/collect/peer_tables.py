@@ -9,7 +9,7 @@ entries instead of 3 million in every xdist worker. A run of all pairs keeps eve
 
 from __future__ import annotations
 
-from vxlan_conformance.checks.expect import device_ip
+from vxlan_conformance import cni
 from vxlan_conformance.model.rundata import RunData
 
 
@@ -43,7 +43,7 @@ def _wanted(keep: set[str], everyone: set[str], *keys: str | None) -> bool:
 def _keys_of(run: RunData, host: str) -> set[str]:
     """What names `host` in a peer's tables: its VtepMAC, VTEP address and pod subnet, advertised or
     as its own facts say."""
-    keys = {device_ip(run, host)}
+    keys = {cni.of_run(run).device_ip(run, host)}
     facts = run.facts.get(host)
     if facts is not None and facts.device is not None:
         keys.add((facts.device.mac or "").lower())

@@ -14,19 +14,18 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from vxlan_conformance import cni as cni_module
 from vxlan_conformance.inventory.raw import InventoryError
 from vxlan_conformance.inventory.values import VarReader
 
-CNIS = ("flannel", "calico", "cilium")
+CNIS = cni_module.NAMES
 CLUSTER_VIEWS = ("kubectl", "kubectl-local", "etcd", "none")
 HOST_KEY_POLICIES = ("strict", "accept-new", "off")
 KERNEL_POLICIES = ("denylist", "allowlist")
-_DEFAULTS = {"flannel": ("flannel.{vni}", 8472, 1), "calico": ("vxlan.calico", 4789, 4096),
-             "cilium": ("cilium_vxlan", 8472, 0)}
 _KUBESPRAY_PORT_VNI = {"flannel": (("flannel_vxlan_port",), ("flannel_vxlan_vni",)),
                        "calico": (("calico_vxlan_port",), ("calico_vxlan_vni",))}
 _CNI_HINTS = ("kube_network_plugin", "CLUSTER_NETWORK")
@@ -68,7 +67,7 @@ def overlay_for(variables: Mapping[str, Any], source: Path, host: str) -> Overla
     """Overlay settings as one host sees them (vxlan_* must be the same for every overlay node)."""
     read = VarReader(variables, source, host)
     cni = read.choice("vxlan_cni", CNIS) or _inferred_cni(read)
-    device_default, port_default, vni_default = _DEFAULTS[cni]
+    device_default, port_default, vni_default = astuple(cni_module.by_name(cni).defaults)
     hint_port, hint_vni = _KUBESPRAY_PORT_VNI.get(cni, ((), ()))
     vni = _or(read.integer("vxlan_vni", *hint_vni, low=0, high=2**24 - 1), vni_default)
     device = read.text("vxlan_device") or device_default.format(vni=vni)

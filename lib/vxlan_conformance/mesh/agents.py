@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from vxlan_conformance.agent import launch_payload
 from vxlan_conformance.mesh.frames import pack_vxlan_probe
+from vxlan_conformance.model.evidence import Capture, PairEvidence
+from vxlan_conformance.model.records import from_plain
 
 KIND_FRAME, KIND_OVERLAY, KIND_DF = 0, 1, 2  # ICMP seq = target index * 4 + kind (agent uses the same)
 MAX_TARGETS = 0xFFFF // 4
@@ -37,30 +39,6 @@ class MeshNode:
     port: int  # VXLAN UDP port of the node's device
     vni: int
     python: str  # interpreter on the node (python3, python2.7, ...)
-
-
-@dataclass
-class PairEvidence:
-    """Everything observed for one directed pair sender -> receiver; JSON round-trippable."""
-
-    sender: str
-    receiver: str
-    udp_echo: dict = field(default_factory=dict)  # port, sent, replied, corrupted, per_size
-    vxlan_frame: dict = field(default_factory=dict)  # sent, reply_seen, error, port
-    overlay_ping: dict = field(default_factory=dict)  # sent, reply_seen, error
-    df_probe: dict = field(default_factory=dict)  # size, sent, reply_seen, error (e.g. EMSGSIZE)
-    captured: dict = field(default_factory=dict)  # at receiver from sender: counts, csum verdicts, MACs
-    pcap_frames: list[str] = field(default_factory=list)  # hex, bad checksums first, bounded by the agent
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """A deep copy made by json's C code: dataclasses.asdict took 0.8 ms a pair, 7.8 s of a 100-node
-        run's controller (cProfile, bench/RESULTS.md)."""
-        return json.loads(json.dumps(self.__dict__))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PairEvidence:
-        return cls(**data)
 
 
 class AgentHandle(Protocol):
@@ -258,7 +236,8 @@ def _finish(session: _Session) -> dict:
 
 
 def pair_evidence(plans: dict[str, dict], reports: dict[str, dict]) -> dict[tuple[str, str], PairEvidence]:
-    """PairEvidence for every planned directed pair, from the sender's probes and the receiver's capture."""
+    """PairEvidence for every planned directed pair, from the sender's probes and the receiver's capture.
+    A report of the wrong shape (a broken or hostile agent) costs only the pairs it speaks of."""
     result = {}
     for sender, plan in plans.items():
         for target in plan["targets"]:
@@ -268,21 +247,32 @@ def pair_evidence(plans: dict[str, dict], reports: dict[str, dict]) -> dict[tupl
             recv_report = reports.get(receiver, {})
             probes = sent_report.get("targets", {}).get(receiver)
             if probes:
-                evidence.udp_echo = probes["udp_echo"]
-                evidence.vxlan_frame = probes["vxlan_frame"]
-                evidence.overlay_ping = probes["overlay_ping"]
-                evidence.df_probe = probes["df_probe"]
+                try:
+                    probed = PairEvidence.from_dict({"sender": sender, "receiver": receiver, **{
+                        kind: probes[kind] for kind in ("udp_echo", "vxlan_frame", "overlay_ping", "df_probe")}})
+                except (KeyError, TypeError, ValueError) as exc:
+                    evidence.errors.append(f"sender {sender}: malformed probe report ({_what(exc)})")
+                else:
+                    evidence = probed
+                    evidence.probed = True
             else:
                 evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
             capture = recv_report.get("captured", {}).get(sender)
             if capture is not None:
-                evidence.captured = _capture_summary(capture, recv_report)
-                evidence.pcap_frames = [frame["hex"] for frame in capture["frames"]]
+                try:
+                    evidence.captured = from_plain(Capture, _capture_summary(capture, recv_report), strict=True)
+                    evidence.pcap_frames = [str(frame["hex"]) for frame in capture["frames"]]
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    evidence.captured = Capture()
+                    evidence.errors.append(f"receiver {receiver}: malformed capture report ({_what(exc)})")
             else:
-                evidence.captured = {"available": False}
                 evidence.errors.append(f"receiver {receiver}: {recv_report.get('error', 'no capture')}")
             result[(sender, receiver)] = evidence
     return result
+
+
+def _what(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:80]}"
 
 
 def _capture_summary(capture: dict, receiver_report: dict) -> dict:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import shlex
 import time
 
+from vxlan_conformance import cni
 from vxlan_conformance.agent import python_command
-from vxlan_conformance.checks.access import usable_python
-from vxlan_conformance.checks.expect import device_ip, vtep_of
 from vxlan_conformance.collect.gather import Progress
 from vxlan_conformance.inventory import Inventory
 from vxlan_conformance.mesh.agents import MeshNode, build_plans, pair_evidence, run_mesh
+from vxlan_conformance.model.evidence import PairEvidence
+from vxlan_conformance.model.facts import usable_python
 from vxlan_conformance.model.rundata import RunData
 from vxlan_conformance.transport import Pool, Stream
 
@@ -39,7 +40,7 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
             excluded[host] = "unreachable"
             continue
         python = usable_python(facts)
-        vtep_ip = device_ip(run, host)
+        vtep_ip = cni.of_run(run).device_ip(run, host)
         if facts.device is None or vtep_ip is None:
             excluded[host] = f"no VXLAN device {run.overlay['device']} with an address"
             continue
@@ -51,7 +52,7 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
             continue
         underlay = facts.underlay.name if facts.underlay else facts.device.dev
         nodes.append(MeshNode(name=host, address=run.addresses[host], underlay_if=underlay or "",
-                              vtep_ip=vtep_ip, vtep_mac=vtep_of(run, host).mac or facts.device.mac or "",
+                              vtep_ip=vtep_ip, vtep_mac=cni.of_run(run).vtep(run, host).mac or facts.device.mac or "",
                               device_mtu=expected_mtu(run, host),
                               port=facts.device.port or int(run.overlay["port"]),
                               vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
@@ -70,14 +71,12 @@ def expected_mtu(run: RunData, host: str) -> int:
     return facts.device.mtu if facts.device and facts.device.mtu else 1450
 
 
-def _slim(evidence: dict) -> dict:
+def _slim(evidence: PairEvidence) -> PairEvidence:
     """Captured bytes are evidence of a failure; a pair whose every probe was answered with good
     checksums keeps its counts only (at 100 nodes the frames would be most of the run data)."""
-    answered = all(evidence[kind].get("reply_seen") for kind in ("vxlan_frame", "overlay_ping", "df_probe"))
-    echoed = all(s["replied"] and not s["corrupted"] for s in evidence["udp_echo"].get("per_size", {}).values())
-    if answered and echoed and not evidence["captured"].get("bad_csum"):
-        evidence["pcap_frames"] = []
-        evidence["captured"]["frames"] = []
+    if evidence.answered and evidence.df_probe.reply_seen and evidence.udp_echo.ok and not evidence.captured.bad_csum:
+        evidence.pcap_frames = []
+        evidence.captured.frames = []
     return evidence
 
 
@@ -108,5 +107,5 @@ def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: 
     failed = {name: r["error"] for name, r in reports.items() if "error" in r}
     for name, error in failed.items():
         progress(f"mesh: agent on {name} failed: {error}")
-    run.mesh = {f"{a}->{b}": _slim(ev.to_dict()) for (a, b), ev in pair_evidence(plans, reports).items()}
+    run.mesh = {f"{a}->{b}": _slim(ev) for (a, b), ev in pair_evidence(plans, reports).items()}
     run.timings["mesh"] = round(time.perf_counter() - start, 3)

@@ -128,32 +128,54 @@ class PythonInfo:
     version: str | None
 
 
-def from_plain(cls: type[T], data: Any) -> T:
+def from_plain(cls: type[T], data: Any, *, strict: bool = False) -> T:
     """Rebuild a dataclass tree from `dataclasses.asdict` output; unknown keys are ignored.
+
+    strict: every scalar must have its field's type (int keys may come as JSON strings), else ValueError;
+    for data from nodes, where a wrong shape must cost one result, not the run.
 
     >>> from_plain(Route, {"dst": "default", "via": "198.18.0.1", "extra": 1}) == Route("default", "198.18.0.1")
     True
     """
-    return _build(cls, data)
+    return _build(cls, data, strict)
 
 
-def _build(tp: Any, value: Any) -> Any:
+_SCALARS = (int, float, str, bool)
+
+
+def _build(tp: Any, value: Any, strict: bool = False) -> Any:
     if value is None:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-        return _build(inner[0], value) if len(inner) == 1 else value
+        return _build(inner[0], value, strict) if len(inner) == 1 else value
     if origin is list:
         (item,) = typing.get_args(tp)
-        return [_build(item, v) for v in value]
+        _expect(strict, value, list)
+        return [_build(item, v, strict) for v in value]
     if origin is dict:
-        _, item = typing.get_args(tp)
-        return {k: _build(item, v) for k, v in value.items()}
+        key, item = typing.get_args(tp)
+        _expect(strict, value, dict)
+        convert = int if key is int else (lambda k: k)
+        try:
+            return {convert(k): _build(item, v, strict) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad key in {value!r:.60}: {exc}") from None
     if dataclasses.is_dataclass(tp):
+        _expect(strict, value, dict)
         hints = _field_types(tp)
-        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
+        return tp(**{k: _build(hints[k], v, strict) for k, v in value.items() if k in hints})
+    if strict and tp in _SCALARS:
+        ok = isinstance(value, tp) if tp is not float else isinstance(value, int | float)
+        if not ok or (tp is int and isinstance(value, bool)):
+            raise ValueError(f"{value!r:.40} is not {tp.__name__}")
     return value
+
+
+def _expect(strict: bool, value: Any, kind: type) -> None:
+    if strict and not isinstance(value, kind):
+        raise ValueError(f"{value!r:.40} is not a {kind.__name__}")
 
 
 @functools.cache

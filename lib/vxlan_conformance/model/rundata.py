@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vxlan_conformance.collect.cluster_view import Advertised
-from vxlan_conformance.collect.facts import NodeFacts
+from vxlan_conformance.model.advertised import Advertised
+from vxlan_conformance.model.evidence import PairEvidence
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.pairs import select_pairs
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ class RunData:
     view: dict[str, Advertised] = field(default_factory=dict)     # host -> what the overlay advertises
     view_error: str | None = None
     view_unmatched: list[Advertised] = field(default_factory=list)  # advertised, matching no host
-    mesh: dict[str, dict[str, Any]] = field(default_factory=dict)  # "A->B" -> PairEvidence dict
+    mesh: dict[str, PairEvidence] = field(default_factory=dict)   # "A->B" -> what the mesh observed
     mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
     mesh_error: str | None = None
     mesh_excluded: dict[str, str] = field(default_factory=dict)   # host -> why it could not take part
@@ -57,6 +58,7 @@ class RunData:
         data["facts"] = {host: NodeFacts.from_dict(d) for host, d in data["facts"].items()}
         data["view"] = {host: Advertised.from_dict(d) for host, d in data["view"].items()}
         data["view_unmatched"] = [Advertised.from_dict(d) for d in data["view_unmatched"]]
+        data["mesh"] = {pair: PairEvidence.from_dict(d) for pair, d in data["mesh"].items()}
         return cls(**data)
 
     def pairs(self) -> list[tuple[str, str]]:

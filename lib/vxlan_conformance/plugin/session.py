@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
+from vxlan_conformance import PROJECT_ROOT, SUITES_DIR
 from vxlan_conformance import inventory as inventory_mod
-from vxlan_conformance.model.result import PROPERTY, from_report
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.plugin import PROJECT_ROOT, SUITES_DIR
+from vxlan_conformance.plugin.allure_test import describe_test
+from vxlan_conformance.plugin.suite import in_suites
+from vxlan_conformance.plugin.verdicts import PROPERTY, entries, from_report, status_of
 from vxlan_conformance.report import summary
 
 WORKER_KEY = "vxlan_run"
@@ -102,9 +104,6 @@ class SuiteSession:
     # -- results ------------------------------------------------------------------------------
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """Title and grouping of the Allure test, set last so they hold even when setup failed."""
-        from vxlan_conformance.plugin.suite import in_suites
-        from vxlan_conformance.report import describe_test
-
         if in_suites(item.path):
             describe_test(item)
 
@@ -116,9 +115,9 @@ class SuiteSession:
             return
         results = from_report(report.user_properties)
         report.user_properties[:] = [p for p in report.user_properties if p[0] != PROPERTY]
-        status = summary.status_of(report)
+        status = status_of(report)
         if status is not None:
-            self.entries.extend(summary.entries(report, status, results))
+            self.entries.extend(entries(report, status, results))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or self.run is None:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_conformance.model.result import CheckResult, enforce, enforce_all
+from vxlan_conformance import SUITES_DIR
+from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.plugin import SUITES_DIR
-from vxlan_conformance.report.summary import check_and_subject
+from vxlan_conformance.plugin.verdicts import enforce, enforce_all, session_of
+from vxlan_conformance.report.titles import check_and_subject
 
 
 def in_suites(path: Path) -> bool:
@@ -23,7 +24,7 @@ def in_suites(path: Path) -> bool:
 
 
 def run_data(config: pytest.Config) -> RunData:
-    session = config.pluginmanager.get_plugin("vxlan-session")
+    session = session_of(config)
     if session is None or session.run is None:
         raise pytest.UsageError("the suites need the vxlan-conformance plugin: pip install -e . "
                                 "in the project directory")

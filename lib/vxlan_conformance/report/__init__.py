@@ -1,8 +1,8 @@
 """Reports for handover and nightly CI: Allure metadata and evidence per test, the mesh matrix picture and
 node table per run, and one offline HTML file (`python -m vxlan_conformance.report html`).
 
-The hooks here are called by result.record() (every verdict) and plugin/session.py (teardown of every
-suite test, end of the run); scapy is imported only to write the pcap of a failing pair.
+The files of a whole run, written at its end by plugin/session.py; the Allure data of each test is
+plugin/allure_test.py's.
 """
 
 from __future__ import annotations
@@ -11,21 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
-from vxlan_conformance.report.allure_test import attach_verdict, describe_test
 from vxlan_conformance.report.html import ReportError, generate_html
 from vxlan_conformance.report.run_files import RunFiles, write_run_files
 
-__all__ = ["allure_attach", "describe_test", "finish_run", "generate_html", "ReportError"]
-
-
-def allure_attach(item: pytest.Item, result: CheckResult) -> None:
-    """Links, steps and evidence of one verdict on the running Allure test."""
-    session = item.config.pluginmanager.get_plugin("vxlan-session")
-    attach_verdict(item, result, getattr(session, "run", None))
+__all__ = ["finish_run", "generate_html", "ReportError"]
 
 
 def finish_run(reports_dir: Path, allure_dir: Path | None, run: RunData, entries: list[dict[str, Any]], *,

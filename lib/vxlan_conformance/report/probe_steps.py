@@ -14,6 +14,8 @@ from uuid import uuid4
 
 from allure_commons import plugin_manager
 
+from vxlan_conformance.model.evidence import Capture, PairEvidence
+
 
 @dataclass
 class ProbeStep:
@@ -23,53 +25,45 @@ class ProbeStep:
     problem: str = ""
 
 
-def probe_steps(evidence: dict[str, Any], device: str) -> list[ProbeStep]:
+def probe_steps(evidence: PairEvidence, device: str) -> list[ProbeStep]:
     """The steps of one pair's evidence, in the order the agent runs the probes."""
-    sender, receiver = evidence["sender"], evidence["receiver"]
     steps = []
-    echo = evidence.get("udp_echo") or {}
-    for size, result in sorted((echo.get("per_size") or {}).items(), key=lambda kv: int(kv[0])):
-        ok = bool(result.get("replied")) and not result.get("corrupted")
-        steps.append(ProbeStep(f"UDP echo {size} bytes to port {echo.get('port')}", ok,
+    echo = evidence.udp_echo
+    for size, result in sorted(echo.per_size.items(), key=lambda kv: int(kv[0])):
+        ok = bool(result.replied) and not result.corrupted
+        steps.append(ProbeStep(f"UDP echo {size} bytes to port {echo.port}", ok,
                                _fields(result, "sent", "replied", "corrupted", "rtt_ms"),
-                               result.get("error") or ("" if ok else "no intact reply")))
-    for key, title in (("vxlan_frame", "Raw VXLAN frame to UDP {port}"),
-                       ("overlay_ping", f"Overlay ping through {device}"),
-                       ("df_probe", "DF probe of {size} bytes")):
-        probe = evidence.get(key) or {}
-        if not probe:
-            continue
-        ok = bool(probe.get("reply_seen"))
-        steps.append(ProbeStep(title.format(port=probe.get("port"), size=probe.get("size")), ok,
-                               _fields(probe, "sent", "reply_seen", "rtt_ms"),
-                               probe.get("error") or ("" if ok else "no reply seen")))
-    vxlan_port = (evidence.get("vxlan_frame") or {}).get("port")
-    steps.append(_capture_step(evidence.get("captured") or {}, sender, receiver, vxlan_port))
+                               result.error or ("" if ok else "no intact reply")))
+    if evidence.probed:
+        for probe, title in ((evidence.vxlan_frame, f"Raw VXLAN frame to UDP {evidence.vxlan_frame.port}"),
+                             (evidence.overlay_ping, f"Overlay ping through {device}"),
+                             (evidence.df_probe, f"DF probe of {evidence.df_probe.size} bytes")):
+            steps.append(ProbeStep(title, probe.reply_seen, _fields(probe, "sent", "reply_seen", "rtt_ms"),
+                                   probe.error or ("" if probe.reply_seen else "no reply seen")))
+    steps.append(_capture_step(evidence.captured, evidence.sender, evidence.receiver, evidence.vxlan_frame.port))
     return steps
 
 
-def _capture_step(captured: dict[str, Any], sender: str, receiver: str, vxlan_port: int | None) -> ProbeStep:
+def _capture_step(captured: Capture, sender: str, receiver: str, vxlan_port: int | None) -> ProbeStep:
     """Passed when VXLAN frames from the sender arrived at the receiver's VXLAN port with good checksums."""
     title = f"Capture at {receiver} of traffic from {sender}"
-    if not captured.get("available"):
+    if not captured.available:
         return ProbeStep(title, False, problem="no capture from the receiver")
-    by_port = {int(port): count for port, count in (captured.get("by_dport") or {}).items()}
-    params = {"frames": captured.get("count", 0), "by port": by_port,
-              "checksums ok": captured.get("valid_csum", 0), "checksums bad": captured.get("bad_csum", 0),
-              "outer sources": ", ".join(captured.get("outer_srcs", []))}
-    bad = captured.get("bad_csum", 0)
-    if bad:
-        return ProbeStep(title, False, params, f"{bad} frames with a bad outer UDP checksum")
-    if vxlan_port is not None and not by_port.get(vxlan_port):
+    params = {"frames": captured.count, "by port": captured.by_dport,
+              "checksums ok": captured.valid_csum, "checksums bad": captured.bad_csum,
+              "outer sources": ", ".join(captured.outer_srcs)}
+    if captured.bad_csum:
+        return ProbeStep(title, False, params, f"{captured.bad_csum} frames with a bad outer UDP checksum")
+    if vxlan_port is not None and not captured.at_port(vxlan_port):
         return ProbeStep(title, False, params, f"no frame arrived at the VXLAN port {vxlan_port}")
     return ProbeStep(title, True, params)
 
 
-def _fields(data: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: data[key] for key in keys if data.get(key) is not None}
+def _fields(data: object, *keys: str) -> dict[str, Any]:
+    return {key: getattr(data, key) for key in keys if getattr(data, key) is not None}
 
 
-def record_probe_steps(evidence: dict[str, Any], device: str, parent: str | None = None) -> None:
+def record_probe_steps(evidence: PairEvidence, device: str, parent: str | None = None) -> None:
     """Add the steps to the running Allure test, under a `parent` step when given (through allure's own
     step hooks, which let a step end failed without raising in the test).
 

@@ -7,53 +7,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
 SCHEMA = "vxlan-conformance/summary/v1"
 STATUSES = ("passed", "failed", "skipped", "error")
-
-
-def status_of(report: pytest.TestReport) -> str | None:
-    """The summary status of one report, or None when the test's verdict comes in a later phase."""
-    if report.when == "call":
-        return "skipped" if report.skipped else report.outcome
-    if report.failed:
-        return "error"
-    if report.skipped and report.when == "setup":
-        return "skipped"
-    return None
-
-
-def entries(report: pytest.TestReport, status: str, results: list[CheckResult]) -> list[dict[str, Any]]:
-    """One entry per judged subject. A test that judged several (grouped pairs) gives each its own
-    status: passed without codes, error for NODE_UNREACHABLE, else the test's status."""
-    if len(results) == 1:
-        return [{**results[0].entry(), "status": status}]
-    if results:
-        return [{**r.entry(), "status": _own_status(r, status)} for r in results]
-    check, subject = check_and_subject(report.nodeid)
-    message = ""
-    if report.longrepr is not None and status != "passed":
-        text = report.longreprtext.strip().splitlines()
-        message = text[-1] if text else ""
-    return [{"check": check, "subject": subject, "status": status, "codes": [], "message": message,
-             "remediation": ""}]
-
-
-def _own_status(result: CheckResult, test_status: str) -> str:
-    if not result.codes:
-        return "passed"
-    return "error" if "NODE_UNREACHABLE" in result.codes else test_status
-
-
-def check_and_subject(nodeid: str) -> tuple[str, str]:
-    """`suites/test_vtep.py::test_mac_unique[node2]` -> ("mac-unique", "node2")."""
-    name = nodeid.rsplit("::", 1)[-1]
-    base, _, param = name.partition("[")
-    return base.removeprefix("test_").replace("_", "-"), param.rstrip("]")
 
 
 def write(path: Path, run: RunData, entries: list[dict[str, Any]], *, duration_s: float) -> None:

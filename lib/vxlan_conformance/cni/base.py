@@ -1,0 +1,127 @@
+"""What every CNI module answers: where the CNI publishes a node's VTEP (MAC, address, public IP), what it
+builds on a node and for each peer, which checks apply, and what the probes aim at.
+
+The base class is the VXLAN model flannel and Calico share (a device with `local` and `dev`, per peer an
+FDB entry, a permanent neighbour and a route via the peer's VTEP address); a CNI module overrides what its
+CNI does differently. Pure: reads the run's gathered data, never a node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vxlan_conformance.model.advertised import Advertised
+from vxlan_conformance.model.rundata import RunData
+
+
+@dataclass(frozen=True)
+class Vtep:
+    """A node's VTEP as its peers must see it."""
+
+    host: str
+    mac: str | None
+    public_ip: str | None     # where peers must send VXLAN for this node
+    vtep_ip: str | None       # the overlay address on the device
+    pod_cidr: str | None
+    source: str               # kubectl | etcd | facts
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the CNI configures when left alone (the vxlan_* settings override them)."""
+
+    device: str               # may hold {vni}
+    port: int
+    vni: int
+
+
+class Cni:
+    """The VXLAN model shared by flannel and Calico; subclasses name their CNI and override."""
+
+    name = ""
+    defaults = Defaults("", 0, 0)
+    view_sources: tuple[str, ...] = ("kubectl",)   # where the CNI publishes its nodes
+
+    # -- the advertised view ----------------------------------------------------------------------
+    def advertised(self, node: Mapping) -> Advertised:
+        """One Kubernetes Node object (of `kubectl get nodes -o json`) as this CNI advertises it."""
+        return _bare_node(node)
+
+    # -- which checks apply -----------------------------------------------------------------------
+    def not_applicable(self, check: str) -> str | None:
+        """Why a check does not apply to this CNI's nodes, or None when it does."""
+        return None
+
+    # -- what peers must see of a node ------------------------------------------------------------
+    def vtep(self, run: RunData, host: str) -> Vtep:
+        """The advertised VTEP of `host`, falling back to its facts only when there is no view at all."""
+        adv = run.view.get(host)
+        if adv is not None:
+            return Vtep(host, adv.vtep_mac, adv.public_ip_overwrite or adv.public_ip, adv.vtep_ip,
+                        adv.pod_cidr, adv.source)
+        facts = run.facts.get(host)
+        device = facts.device if facts else None
+        vtep_ip = self.device_ip(run, host)
+        cidr = self._subnet_of(run, host, vtep_ip)
+        return Vtep(host, device.mac if device else None, run.addresses[host], vtep_ip, cidr, "facts")
+
+    def device_ip(self, run: RunData, host: str) -> str | None:
+        """The IPv4 address on the node's VXLAN device (flannel: <subnet>.0/32, Calico: the tunnel address)."""
+        facts = run.facts.get(host)
+        if facts is None or facts.device is None:
+            return None
+        for addr in facts.addresses:
+            if addr.dev == facts.device.name and ":" not in addr.address:
+                return addr.address
+        return None
+
+    def _subnet_of(self, run: RunData, host: str, vtep_ip: str | None) -> str | None:
+        """Without a view, a peer's route to this node's pod subnet is found by its gateway (the VTEP IP)."""
+        if vtep_ip is None:
+            return None
+        dst = next((dst for peer, dst in _routes_via(run).get(vtep_ip, ()) if peer != host), None)
+        return str(ipaddress.ip_network(dst, strict=False)) if dst else None
+
+
+def _routes_via(run: RunData) -> dict[str, list[tuple[str, str]]]:
+    """gateway -> the first two (node, subnet) routes through it. Two, because one may be the host's own."""
+    def build() -> dict[str, list[tuple[str, str]]]:
+        index: dict[str, list[tuple[str, str]]] = {}
+        for peer, facts in run.facts.items():
+            for route in facts.routes:
+                if route.via and route.dst and "/" in route.dst:
+                    seen = index.setdefault(route.via, [])
+                    if len(seen) < 2 and all(p != peer for p, _ in seen):
+                        seen.append((peer, route.dst))
+        return index
+    return run.derived("routes_via", build)
+
+
+def node_basics(node: Mapping) -> tuple[str, Mapping, str | None, str | None]:
+    """(name, annotations, InternalIP, podCIDR) of a Node object."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    addresses = (node.get("status") or {}).get("addresses") or []
+    internal = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    pod_cidr = spec.get("podCIDR") or next(iter(spec.get("podCIDRs") or []), None)
+    return meta.get("name", ""), meta.get("annotations") or {}, internal, pod_cidr
+
+
+def _bare_node(node: Mapping) -> Advertised:
+    name, _, internal, pod_cidr = node_basics(node)
+    return Advertised(node_name=name, source="kubectl", pod_cidr=pod_cidr, internal_ip=internal)
+
+
+def lower_mac(mac: object) -> str | None:
+    return mac.lower() if isinstance(mac, str) and mac else None
+
+
+def network_address(cidr: str | None) -> str | None:
+    if not cidr:
+        return None
+    try:
+        return str(ipaddress.ip_network(cidr, strict=False).network_address)
+    except ValueError:
+        return None
