@@ -1,6 +1,6 @@
-"""For every directed pair A->B: what A's kernel needs to reach B over the overlay, as flannel and Calico
-program it: the FDB entry B's VtepMAC -> B's public IP, the permanent neighbour B's VTEP IP -> B's
-VtepMAC, and the route to B's pod subnet via B's VTEP IP on the VXLAN device."""
+"""For every directed pair A->B: what A's kernel needs to reach B, as the run's CNI programs it
+(cni/: `peer_plan`). For flannel and Calico: the FDB entry B's VtepMAC -> B's public IP, the permanent
+neighbour B's VTEP IP -> B's VtepMAC, and the route to B's pod subnet via B's VTEP IP on the device."""
 
 from __future__ import annotations
 
@@ -18,68 +18,84 @@ def _values(run: RunData, a: str, b: str, peer: cni.Vtep) -> dict[str, object]:
             "peer_subnet": peer.pod_cidr}
 
 
+def _not_compared(plan: cni.PeerPlan, element: str, subject: str) -> CheckResult | None:
+    """A pair result that says why this element is not compared (not VXLAN, or unknown), else None."""
+    if not plan.vxlan and element != "routes":
+        return CheckResult(subject, note=plan.note)
+    why = (plan.why_not or {}).get(element)
+    return CheckResult(subject, note="; ".join(filter(None, [plan.note, why]))) if why else None
+
+
 @check("peer-fdb", "FDB entry", "pair", codes=("FDB_MISSING", "FDB_WRONG_DST", "VTEP_MAC_DUPLICATE"))
 def fdb(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
-    peer = cni.of_run(run).vtep(run, b)
-    if not peer.mac:
-        return CheckResult(subject, note=f"{b} advertises no VtepMAC; nothing to compare")
-    entries = run.facts[a].fdb_for(peer.mac)
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    if (skip := _not_compared(plan, "fdb", subject)) or plan.fdb is None:
+        return skip or CheckResult(subject, note=plan.note)
+    mac, dst = plan.fdb
+    peer = model.vtep(run, b)
+    entries = run.facts[a].fdb_for(mac)
     listing = "\n".join(f"{e.mac} dst {e.dst}" for e in entries) or "(no entry)"
     values = _values(run, a, b, peer)
     if not entries:
         return CheckResult(subject, ("FDB_MISSING",),
-                           f"{a} has no FDB entry for {b}'s VtepMAC {peer.mac} on {run.overlay['device']}",
-                           evidence=f"{a}: bridge fdb show dev {run.overlay['device']} | grep {peer.mac}\n"
+                           f"{a} has no FDB entry for {b}'s VtepMAC {mac} on {run.overlay['device']}",
+                           evidence=f"{a}: bridge fdb show dev {run.overlay['device']} | grep {mac}\n"
                                     f"{listing}", values=values)
-    if any(e.dst == peer.public_ip for e in entries):
-        return CheckResult(subject)
+    if any(e.dst == dst for e in entries):
+        return CheckResult(subject, note=plan.note)
     dsts = ", ".join(sorted({str(e.dst) for e in entries}))
-    owners = [h for h in run.nodes if h != b and cni.of_run(run).vtep(run, h).mac == peer.mac]
+    owners = [h for h in run.nodes if h != b and model.vtep(run, h).mac == mac]
     if owners:
-        return CheckResult(subject, ("VTEP_MAC_DUPLICATE",),
-            f"{a} sends {b}'s frames to {dsts}: {b}'s VtepMAC {peer.mac} is also {', '.join(owners)}'s, "
+        return CheckResult(
+            subject, ("VTEP_MAC_DUPLICATE",),
+            f"{a} sends {b}'s frames to {dsts}: {b}'s VtepMAC {mac} is also {', '.join(owners)}'s, "
             "and the last node to register the MAC wins the FDB entry",
             evidence=listing, values=values)
     return CheckResult(subject, ("FDB_WRONG_DST",),
-                       f"{a}'s FDB sends {b}'s VtepMAC {peer.mac} to {dsts}, but {b}'s public IP is "
-                       f"{peer.public_ip}", evidence=listing, values=values)
+                       f"{a}'s FDB sends {b}'s VtepMAC {mac} to {dsts}, but {b}'s public IP is "
+                       f"{dst}", evidence=listing, values=values)
 
 
 @check("peer-neigh", "Neighbour entry", "pair", codes=("NEIGH_MISSING", "NEIGH_WRONG_MAC"))
 def neighbour(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
-    peer = cni.of_run(run).vtep(run, b)
-    if not peer.vtep_ip or not peer.mac:
-        return CheckResult(subject, note=f"{b}'s VTEP address or MAC unknown; not compared")
-    entries = run.facts[a].neighbours_of(peer.vtep_ip)
-    values = _values(run, a, b, peer)
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    if (skip := _not_compared(plan, "neigh", subject)) or plan.neigh is None:
+        return skip or CheckResult(subject, note=plan.note)
+    ip, mac = plan.neigh
+    entries = run.facts[a].neighbours_of(ip)
+    values = _values(run, a, b, model.vtep(run, b))
     if not entries:
         return CheckResult(subject, ("NEIGH_MISSING",),
-                           f"{a} has no neighbour entry for {b}'s VTEP {peer.vtep_ip}", values=values)
+                           f"{a} has no neighbour entry for {b}'s VTEP {ip}", values=values)
     macs = sorted({(n.mac or "").lower() for n in entries})
-    if peer.mac in macs:
-        return CheckResult(subject)
+    if mac in macs:
+        return CheckResult(subject, note=plan.note)
     return CheckResult(subject, ("NEIGH_WRONG_MAC",),
-                       f"{a} resolves {b}'s VTEP {peer.vtep_ip} to {', '.join(macs)}, but {b}'s VtepMAC is "
-                       f"{peer.mac}", evidence="\n".join(f"{n.ip} lladdr {n.mac} {n.state}" for n in entries),
+                       f"{a} resolves {b}'s VTEP {ip} to {', '.join(macs)}, but {b}'s VtepMAC is "
+                       f"{mac}", evidence="\n".join(f"{n.ip} lladdr {n.mac} {n.state}" for n in entries),
                        values=values)
 
 
 @check("peer-route", "Route", "pair", codes=("ROUTE_MISSING",))
 def route(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
-    peer = cni.of_run(run).vtep(run, b)
-    if not peer.pod_cidr:
-        return CheckResult(subject, note=f"{b}'s pod subnet unknown; not compared")
-    want = ipaddress.ip_network(peer.pod_cidr, strict=False)
-    device = run.overlay["device"]
-    routes = run.facts[a].routes_to(want)
-    values = _values(run, a, b, peer)
-    good = [r for r in routes if r.dev == device and (r.via in (None, peer.vtep_ip))]
-    if good:
-        return CheckResult(subject)
-    shown = "\n".join(f"{r.dst} via {r.via} dev {r.dev}{' onlink' if r.onlink else ''}" for r in routes)
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    if skip := _not_compared(plan, "routes", subject):
+        return skip
+    values = _values(run, a, b, model.vtep(run, b))
+    missing, shown = [], []
+    for want in plan.routes:
+        routes = run.facts[a].routes_to(ipaddress.ip_network(want.dst, strict=False))
+        if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
+            missing.append(f"{want.dst} via {want.via} dev {want.dev}")
+            shown += [f"{r.dst} via {r.via} dev {r.dev}{' onlink' if r.onlink else ''}" for r in routes]
+    if not missing:
+        return CheckResult(subject, note=plan.note)
     return CheckResult(subject, ("ROUTE_MISSING",),
-                       f"{a} has no route to {b}'s pod subnet {want} via {peer.vtep_ip} dev {device}",
-                       evidence=shown or "(no route)", values=values)
+                       f"{a} has no route to {b}'s pod subnet {', '.join(missing)}",
+                       evidence="\n".join(shown) or "(no route)", values=values)

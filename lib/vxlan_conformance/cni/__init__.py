@@ -4,7 +4,7 @@ checks all consult it."""
 
 from __future__ import annotations
 
-from vxlan_conformance.cni.base import Cni, Defaults, Vtep
+from vxlan_conformance.cni.base import Cni, Defaults, ExpectedRoute, PeerPlan, Vtep
 from vxlan_conformance.cni.calico import Calico
 from vxlan_conformance.cni.cilium import Cilium
 from vxlan_conformance.cni.flannel import Flannel
@@ -13,7 +13,7 @@ from vxlan_conformance.model.rundata import RunData
 MODULES: dict[str, Cni] = {cni.name: cni for cni in (Flannel(), Calico(), Cilium())}
 NAMES = tuple(MODULES)
 
-__all__ = ["MODULES", "NAMES", "Cni", "Defaults", "Vtep", "by_name", "of_run"]
+__all__ = ["MODULES", "NAMES", "Cni", "Defaults", "ExpectedRoute", "PeerPlan", "Vtep", "by_name", "of_run"]
 
 
 def by_name(name: str) -> Cni:

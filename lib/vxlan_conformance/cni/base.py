@@ -29,6 +29,28 @@ class Vtep:
 
 
 @dataclass(frozen=True)
+class ExpectedRoute:
+    """A route A must have for B: to `dst` via `via` (None: any gateway) out of `dev`."""
+
+    dst: str
+    via: str | None
+    dev: str
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """What A's kernel must hold to reach B, as the CNI programs it. An element that is None is not
+    expected (or cannot be known: `why_not` says which and why)."""
+
+    vxlan: bool = True                      # False: B is reached without VXLAN (DirectRouting, CrossSubnet)
+    fdb: tuple[str, str] | None = None      # (B's VTEP MAC, the underlay address B's frames go to)
+    neigh: tuple[str, str] | None = None    # (B's VTEP address, B's VTEP MAC)
+    routes: tuple[ExpectedRoute, ...] = ()
+    note: str = ""                          # said on every result of the pair (e.g. why not VXLAN)
+    why_not: dict[str, str] | None = None   # fdb | neigh | routes -> why it is not compared
+
+
+@dataclass(frozen=True)
 class Defaults:
     """What the CNI configures when left alone (the vxlan_* settings override them)."""
 
@@ -53,6 +75,24 @@ class Cni:
     def not_applicable(self, check: str) -> str | None:
         """Why a check does not apply to this CNI's nodes, or None when it does."""
         return None
+
+    # -- what A must hold for each peer B --------------------------------------------------------
+    def peer_plan(self, run: RunData, a: str, b: str) -> PeerPlan:
+        """flannel's and Calico's model: B's VtepMAC -> B's public IP in the FDB, B's VTEP address ->
+        VtepMAC as a permanent neighbour, B's pod subnet via B's VTEP address on the device."""
+        peer = self.vtep(run, b)
+        why_not = {}
+        if not peer.mac:
+            why_not["fdb"] = f"{b} advertises no VtepMAC; nothing to compare"
+        if not peer.vtep_ip or not peer.mac:
+            why_not["neigh"] = f"{b}'s VTEP address or MAC unknown; not compared"
+        if not peer.pod_cidr:
+            why_not["routes"] = f"{b}'s pod subnet unknown; not compared"
+        return PeerPlan(
+            fdb=(peer.mac, peer.public_ip) if peer.mac and peer.public_ip else None,
+            neigh=(peer.vtep_ip, peer.mac) if peer.vtep_ip and peer.mac else None,
+            routes=(ExpectedRoute(peer.pod_cidr, peer.vtep_ip, run.overlay["device"]),) if peer.pod_cidr else (),
+            why_not=why_not or None)
 
     # -- what peers must see of a node ------------------------------------------------------------
     def vtep(self, run: RunData, host: str) -> Vtep:
