@@ -38,7 +38,7 @@ ALIASES = {"kube_master": "kube_control_plane", "kube-master": "kube_control_pla
 K8S_MEMBERS = ("kube_control_plane", "kube_node", "calico_rr")
 K8S_PATTERN_ORDER = ("kube_node", "kube_control_plane", "calico_rr")
 READERS = ("auto", "ansible", "builtin")
-SSH_CONNECTIONS = ("ssh", "paramiko", "paramiko_ssh")
+SSH_CONNECTIONS = ("ssh", "paramiko_ssh")
 # Ansible's connection and sudo options and the variables that set them, last one winning (the plugins'
 # documented `vars:` lists); the builtin reader follows them, ansible-core resolves them itself.
 HOST_VARS = ("ansible_host", "ansible_ssh_host")
@@ -65,7 +65,7 @@ class Host:
     become: bool = False
     become_password: str | None = field(default=None, repr=False)
     ssh_common_args: str | None = None
-    connection: str = "ssh"       # Ansible's connection: ssh (paramiko counts as ssh) or local
+    connection: str = "ssh"       # Ansible's connection plugin: ssh, paramiko_ssh (both SSH here) or local
 
     def __hash__(self) -> int:
         return hash(self.name)

@@ -42,7 +42,7 @@ def available() -> bool:
 def short_connection(name: str) -> str:
     """`ansible.builtin.ssh` -> `ssh`; `smart` is ssh, as Ansible resolves it."""
     short = name.rsplit(".", 1)[-1] if name.startswith("ansible.builtin.") else name
-    return "ssh" if short == "smart" else short
+    return {"smart": "ssh", "paramiko": "paramiko_ssh"}.get(short, short)
 
 
 class Reader:
@@ -63,6 +63,7 @@ class Reader:
             from ansible.vars.manager import VariableManager
 
             self._C, self._AnsibleError, self._Templar = C, AnsibleError, Templar
+            _init_plugin_loader()
             self.loader = DataLoader()
             secrets = []
             for file in vault_password_files:
@@ -73,6 +74,7 @@ class Reader:
                 asked = (prompt or _getpass)("Vault password: ")
                 secrets.append((C.DEFAULT_VAULT_IDENTITY, VaultSecret(asked.encode("utf-8"))))
             self.loader.set_vault_secrets(secrets)
+            _vault_context(secrets)
             try:
                 self.inventory = InventoryManager(loader=self.loader, sources=[str(given)])
             except AnsibleError as exc:
@@ -116,10 +118,11 @@ class Reader:
 
     # -- groups and hosts ----------------------------------------------------------------------------
     def group_members(self) -> dict[str, list[str]]:
-        return {name: [h.name for h in group.get_hosts()] for name, group in self.inventory.groups.items()}
+        return {plain(name): [plain(h.name) for h in group.get_hosts()]
+                for name, group in self.inventory.groups.items()}
 
     def host_names(self) -> list[str]:
-        return list(self.inventory.hosts)
+        return [plain(name) for name in self.inventory.hosts]
 
     def add_to_group(self, group: str, hosts: list[str]) -> None:
         """What a playbook's `group_by` does (kubespray builds k8s_cluster that way)."""
@@ -132,7 +135,7 @@ class Reader:
         """The host's groups in Ansible's variable precedence order (`all` first)."""
         from ansible.inventory.helpers import sort_groups
 
-        return [g.name for g in sort_groups(self.inventory.hosts[name].get_groups())]
+        return [plain(g.name) for g in sort_groups(self.inventory.hosts[name].get_groups())]
 
     def host(self, name: str) -> tuple[dict[str, Any], VarReader, dict[str, Any]]:
         """(plain vars, a reader rendering through Ansible, connection and become options) of one host."""
@@ -157,7 +160,7 @@ class Reader:
                 raise InventoryError(f"{self.source}: {var}={shown(var, value)} for host {name} cannot be "
                                      f"rendered by Ansible ({reason}); {hint}") from None
 
-        own = {k: plain(v) for k, v in variables.items() if k not in _MAGIC}
+        own = {plain(k): plain(v) for k, v in variables.items() if k not in _MAGIC}
         reader = VarReader(variables, self.source, name, render=render)
         return own, reader, self._options(name, variables, reader)
 
@@ -166,12 +169,14 @@ class Reader:
         connection = short_connection(reader.text("ansible_connection") or C.DEFAULT_TRANSPORT)
         plugin = _SSH_PLUGINS.get(connection)
         options: dict[str, Any] = {"connection": connection}
+        # the ssh plugin calls the address `host`, paramiko_ssh `remote_addr`
         if plugin is not None:
             names = [v for v in C.config.get_plugin_vars("connection", plugin) if v in variables]
             given = {v: reader.value(v) for v in names}
             given["inventory_hostname"] = name
             try:
                 options.update(C.config.get_plugin_options("connection", plugin, variables=given))
+                options.setdefault("host", options.get("remote_addr"))
             except self._AnsibleError as exc:
                 raise InventoryError(f"{self.source}: host {name}: Ansible refuses its connection settings "
                                      f"({_reason(exc)}); fix them") from None
@@ -179,7 +184,7 @@ class Reader:
         become = C.config.get_plugin_options("become", "sudo", variables={v: reader.value(v) for v in names})
         options["become_pass"] = become.get("become_pass")
         options["become"] = reader.flag("ansible_become")
-        return options
+        return {key: plain(value, decrypt=True) for key, value in options.items()}
 
 
 def plain(value: Any, decrypt: bool = False) -> Any:
@@ -229,6 +234,32 @@ def _best_failure(source: str, reasons: list[Any]) -> str:
     if reasons:
         return f"{reasons[0][0]} plugin: {_reason(reasons[0][1])}"
     return "no inventory plugin accepted it"
+
+
+_READY: list[bool] = []
+
+
+def _init_plugin_loader() -> None:
+    """What the ansible commands do first: the collection loader (ansible.builtin.* names, plugin configs
+    naming collections); once per process."""
+    if _READY:
+        return
+    from ansible.plugins.loader import init_plugin_loader
+
+    init_plugin_loader()
+    _READY.append(True)
+
+
+def _vault_context(secrets: list[tuple[str, Any]]) -> None:
+    """ansible-core 2.19 decrypts `!vault` values through one process-wide context of vault secrets (set
+    once by its commands); this process may read several inventories, so the latest secrets are put there."""
+    from ansible.parsing.vault import VaultSecretsContext
+
+    current = VaultSecretsContext.current(optional=True)
+    if current is None:
+        VaultSecretsContext.initialize(VaultSecretsContext(secrets))
+    else:
+        current.secrets = secrets
 
 
 def _getpass(prompt: str) -> str:

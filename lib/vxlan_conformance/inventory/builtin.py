@@ -214,5 +214,5 @@ def own_message(given: Path, source: str) -> str | None:
     try:
         parse_file(file)
     except InventoryError as exc:
-        return str(exc)
+        return None if INSTALL_HINT in str(exc) else str(exc)  # not a refusal only this reader makes
     return None

@@ -3,7 +3,8 @@
 Terms are split on `,` (or on `:` outside brackets); plain terms are united, then `&term` intersects and
 `!term` removes, as Ansible orders them. A term is a host, a group (aliases allowed), a wildcard
 (`node*`), a regex (`~node[0-9]+`), or `name[i]` / `name[i:j]` (Ansible's inclusive subscript of the
-hosts matched by `name`); `@file` reads one term a line from the file (a retry file). `node[1:3]` where `node` matches nothing is read as an inventory host range.
+hosts matched by `name`); `@file` reads one term a line from the file (a retry file).
+`node[1:3]` where `node` matches nothing is read as an inventory host range.
 Unlike Ansible, a term that matches nothing is an error: a typo must not silently shrink the run.
 """
 
