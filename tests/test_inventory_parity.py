@@ -267,3 +267,19 @@ def test_ansible_reader_hosts_pickle_without_ansible_types() -> None:
     data = pickle.dumps(inventory)
     assert b"ansible" not in data.replace(b"ansible_", b"")
     assert pickle.loads(data) == inventory
+
+
+@pytest.mark.parametrize("reader", ["ansible", "builtin"])
+def test_local_host_is_not_a_node(reader: str) -> None:
+    inventory = load_case(CASES["local-connection"], reader)
+    assert inventory.nodes == ("node1", "node2", "node3")
+    assert inventory.hosts["localhost"].connection == "local"
+    assert load_case(CASES["local-node"], reader, limit="!node2").nodes == ("node1",)
+
+
+def test_builtin_refusal_never_shows_a_password(tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text("[kube_node]\nn1 ansible_ssh_pass='s3cr{{ et'\n")
+    with pytest.raises(InventoryError) as refused:
+        load(tmp_path / "hosts", reader="builtin")
+    assert_clear_refusal(str(refused.value), "ansible_ssh_pass=<hidden> for host n1")
+    assert "s3cr" not in str(refused.value)

@@ -111,7 +111,7 @@ def _host_line(
     try:
         names = expand_host_range(name)
     except ValueError as exc:
-        raise InventoryError(f"{where}: {exc}; fix the range") from None
+        raise SuiteRefusal(f"{where}: {exc}; fix the range") from None  # Ansible: silently no host
     address = host_vars.get("ansible_host")
     for host in names:
         if host in seen and address is not None and seen[host][0] not in (None, address):

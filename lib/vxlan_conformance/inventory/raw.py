@@ -19,7 +19,7 @@ class InventoryError(Exception):
 class SuiteRefusal(InventoryError):
     """Input Ansible reads (with at most a warning) that the suite refuses on either reader: a host listed
     twice with different addresses (Ansible silently takes the last), a variable without a name (Ansible
-    deprecates it)."""
+    deprecates it), a host range such as node[3:1] (Ansible reads it as no host at all)."""
 
 
 @dataclass
