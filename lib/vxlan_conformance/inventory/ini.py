@@ -13,12 +13,13 @@ import re
 import shlex
 from pathlib import Path
 
-from vxlan_conformance.inventory.raw import InventoryError, RawInventory, expand_host_range
+from vxlan_conformance.inventory.raw import InventoryError, RawInventory, SuiteRefusal, expand_host_range
 
 _SECTION = re.compile(r"^\[([^\]:\s]+)(?::([^\]\s]+))?\]\s*(?:[#;].*)?$")
 _GROUP_LINE = re.compile(r"^([^:\]\s#;]+)\s*(?:[#;].*)?$")
 _HOST_PORT = re.compile(r"^([^:\[\]]+):(\d+)$")
 _BRACKET_PORT = re.compile(r"^\[([^\]]+)\]:(\d+)$")
+_BRACKET_HOST = re.compile(r"^\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]:\d+(?:\s|$)")  # [2001:db8::11]:2222 ...
 
 
 def parse_ini(text: str, source: Path) -> RawInventory:
@@ -31,7 +32,7 @@ def parse_ini(text: str, source: Path) -> RawInventory:
         stripped = line.strip()
         if not stripped or stripped[0] in "#;":
             continue
-        if stripped.startswith("["):
+        if stripped.startswith("[") and not _BRACKET_HOST.match(stripped):
             group, kind = _section(stripped, where)
             raw.group(group)
             seen_in_section = {}
@@ -72,19 +73,24 @@ def _assignment(token: str, where: str) -> tuple[str, str]:
     """`key=value` from a [group:vars] line or an (already unquoted) host-line token."""
     key, sep, value = token.partition("=")
     key = key.strip()
+    if sep and not key:
+        raise SuiteRefusal(f"{where}: expected key=value, got '{token}'; fix the line or quote the value")
     if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.-]*", key):
         raise InventoryError(f"{where}: expected key=value, got '{token}'; fix the line or quote the value")
     return key, value
 
 
 def _vars_value(text: str) -> str:
-    """As Ansible reads [group:vars]: a quoted Python string literal is unquoted, the rest stays verbatim
-    (no inline comments there, so `password=p#ss` keeps its `#`)."""
+    """As Ansible reads [group:vars]: the value is tried as a Python literal (so `'x y'` is unquoted and
+    `8472  # the port` is 8472); what is not a literal stays verbatim (`password=p#ss` keeps its `#`).
+    Numbers and booleans stay strings here; the typed reads convert them."""
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return text
-    return value if isinstance(value, str) else text
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, (bool, int, float)) else text
 
 
 def _host_line(
@@ -99,17 +105,17 @@ def _host_line(
     if not tokens:
         return
     name, port = _name_and_port(tokens[0])
-    host_vars = dict(_assignment(token, where) for token in tokens[1:])
+    host_vars = {key: _vars_value(value) for key, value in (_assignment(token, where) for token in tokens[1:])}
     if port is not None:
-        host_vars["ansible_port"] = port
+        host_vars = {"ansible_port": port, **host_vars}  # an explicit ansible_port= on the line wins
     try:
         names = expand_host_range(name)
     except ValueError as exc:
-        raise InventoryError(f"{where}: {exc}; fix the range") from None
+        raise SuiteRefusal(f"{where}: {exc}; fix the range") from None  # Ansible: silently no host
     address = host_vars.get("ansible_host")
     for host in names:
         if host in seen and address is not None and seen[host][0] not in (None, address):
-            raise InventoryError(
+            raise SuiteRefusal(
                 f"{where}: host '{host}' is listed again in [{group}] with ansible_host={address}"
                 f" (line {seen[host][1]} says {seen[host][0]}); keep one line per host"
             )
@@ -125,3 +131,7 @@ def _name_and_port(token: str) -> tuple[str, str | None]:
         if match:
             return match.group(1), match.group(2)
     return token, None
+
+
+def is_section(line: str) -> bool:
+    return bool(_SECTION.match(line.strip()))

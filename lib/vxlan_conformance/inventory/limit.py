@@ -3,7 +3,8 @@
 Terms are split on `,` (or on `:` outside brackets); plain terms are united, then `&term` intersects and
 `!term` removes, as Ansible orders them. A term is a host, a group (aliases allowed), a wildcard
 (`node*`), a regex (`~node[0-9]+`), or `name[i]` / `name[i:j]` (Ansible's inclusive subscript of the
-hosts matched by `name`). `node[1:3]` where `node` matches nothing is read as an inventory host range.
+hosts matched by `name`); `@file` reads one term a line from the file (a retry file).
+`node[1:3]` where `node` matches nothing is read as an inventory host range.
 Unlike Ansible, a term that matches nothing is an error: a typo must not silently shrink the run.
 """
 
@@ -23,7 +24,9 @@ def select(
     pattern: str, hosts: list[str], groups: Mapping[str, tuple[str, ...]], aliases: Mapping[str, str]
 ) -> set[str]:
     """Host names chosen by `pattern`; ValueError says which term matched nothing."""
-    terms = _split(pattern)
+    terms = [term for part in _split(pattern) for term in _from_file(part)]
+    if not terms:
+        raise ValueError("names no host")
     plain = [t for t in terms if t[0] not in "!&"] or ["all"]
     chosen: set[str] = set()
     for term in plain:
@@ -35,6 +38,20 @@ def select(
     if not chosen:
         raise ValueError("selects no host")
     return chosen
+
+
+def _from_file(term: str) -> list[str]:
+    """`@file` (Ansible's retry-file form): every non-empty line of the file is a term."""
+    if not term.startswith("@"):
+        return [term]
+    path = term[1:]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle.read().split("\n") if line.strip()]
+    except OSError as exc:
+        raise ValueError(f"cannot read limit file {path} ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read limit file {path} (not UTF-8 text)") from None
 
 
 def _split(pattern: str) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,8 @@ def check_setting_names(names: Iterable[str], source: Path | str) -> None:
             raise InventoryError(f"unknown setting {name} in {source}{hint}; known: {', '.join(SETTINGS)}")
 
 
-def overlay_for(variables: Mapping[str, Any], source: Path, host: str) -> Overlay:
+def overlay_for(read: VarReader, source: Path) -> Overlay:
     """Overlay settings as one host sees them (vxlan_* must be the same for every overlay node)."""
-    read = VarReader(variables, source, host)
     cni = read.choice("vxlan_cni", CNIS) or _inferred_cni(read)
     device_default, port_default, vni_default = astuple(cni_module.by_name(cni).defaults)
     hint_port, hint_vni = _KUBESPRAY_PORT_VNI.get(cni, ((), ()))

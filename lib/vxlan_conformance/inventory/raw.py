@@ -16,6 +16,12 @@ class InventoryError(Exception):
     """One-line user-facing message: names the file (and line when known) and what to do."""
 
 
+class SuiteRefusal(InventoryError):
+    """Input Ansible reads (with at most a warning) that the suite refuses on either reader: a host listed
+    twice with different addresses (Ansible silently takes the last), a variable without a name (Ansible
+    deprecates it), a host range such as node[3:1] (Ansible reads it as no host at all)."""
+
+
 @dataclass
 class RawGroup:
     """One group as written: direct hosts, child groups and its own vars (no inheritance yet)."""

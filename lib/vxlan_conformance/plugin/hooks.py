@@ -25,6 +25,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Ansible inventory (YAML or INI, file or directory); default inventory/lab.yaml")
     group.addoption("--limit", metavar="PATTERN", default=None,
                     help="Ansible-style host pattern: node1,node2 / kube_node / !node3 / &etcd / node[1:3]")
+    group.addoption("--vault-password-file", "--vault-pass-file", metavar="FILE", action="append", default=[],
+                    dest="vault_password_files",
+                    help="vault password file (or script) for the inventory, as ansible takes it; needs ansible-core")
+    group.addoption("--ask-vault-pass", "--ask-vault-password", "-J", action="store_true", default=False,
+                    help="ask for the inventory's vault password, as ansible does; needs ansible-core")
     group.addoption("--new-nodes", metavar="A,B", default=None,
                     help="check only pairs touching these nodes (the run after a cluster expansion)")
     group.addoption("--pairs", metavar="all|new|sample:K", default="all",

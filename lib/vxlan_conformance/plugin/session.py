@@ -7,6 +7,7 @@ and mesh, and saves them to one JSON file; workers receive its path through `wor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -182,7 +183,7 @@ def load_inventory(config: pytest.Config) -> inventory_mod.Inventory:
     if os.path.relpath(path).startswith("inventory/"):
         path = os.path.relpath(path)  # summary.json names it as the user sees it from the project
     try:
-        inventory = inventory_mod.load(path, limit=config.option.limit)
+        inventory = inventory_mod.load(path, limit=config.option.limit, vault=vault_options(config))
     except inventory_mod.InventoryError as exc:
         raise pytest.UsageError(str(exc)) from None
     unknown = [name for name in _split(config.option.new_nodes) if name not in inventory.nodes]
@@ -195,6 +196,19 @@ def load_inventory(config: pytest.Config) -> inventory_mod.Inventory:
     if mode == "new" and not _split(config.option.new_nodes):
         raise pytest.UsageError("--pairs new needs --new-nodes a,b (the nodes added to the cluster)")
     return inventory
+
+
+def vault_options(config: pytest.Config) -> inventory_mod.VaultOptions:
+    """--vault-password-file / --ask-vault-pass; the prompt reads the terminal with pytest's capture off."""
+    def prompt(text: str) -> str:
+        import getpass
+
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            return getpass.getpass(text)
+
+    return inventory_mod.VaultOptions(password_files=tuple(config.option.vault_password_files),
+                                      ask=config.option.ask_vault_pass, prompt=prompt)
 
 
 def selects(config: pytest.Config, module: str) -> bool:

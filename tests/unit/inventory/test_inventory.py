@@ -16,6 +16,14 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "inventory"
 EXAMPLES = Path(__file__).resolve().parents[3] / "inventory" / "examples"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _builtin_reader():
+    """This file tests the suite's own reader; tests/test_inventory_parity.py holds both readers to Ansible."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VXLAN_INVENTORY_READER", "builtin")
+        yield
+
+
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
