@@ -25,3 +25,55 @@ def test_facts_sections_keep_their_bodies_exactly() -> None:
     sections = facts.split_sections(output)
     assert {name: (s.body, s.rc) for name, s in sections.items()} == {
         "a": ("line1\nline2\n", 0), "empty": ("", 1), "b": ("no trailing newline", 127)}
+
+
+# --- the node agent (its own code, imported as the module the node runs) -----------------------------------
+
+def agent_module():
+    import importlib.util
+
+    from vxlan_conformance.agent import agent_source
+
+    spec = importlib.util.spec_from_loader("vxlan_agent_under_test", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    exec(compile(agent_source(), "vxlan_agent.py", "exec"), module.__dict__)
+    return module
+
+
+def test_echo_responder_answers_only_probes_of_this_run_from_peers_to_unprivileged_non_vxlan_ports() -> None:
+    agent = agent_module()
+    probe = agent.ECHO_HEADER.pack(agent.ECHO_MAGIC, 77, 0, 0, 1) + b"x" * 20
+    peers = {"198.18.0.2": "node2"}
+    closed = {8472, 4789, 18472, 9999}
+    assert agent.echo_allowed(probe, ("198.18.0.2", 40000), 77, peers, closed)
+    assert not agent.echo_allowed(probe, ("198.18.0.9", 40000), 77, peers, closed)  # not an inventory peer
+    for port in (8472, 4789, 18472, 9999, 53, 0):  # VXLAN ports, the probe port, privileged ports
+        assert not agent.echo_allowed(probe, ("198.18.0.2", port), 77, peers, closed), port
+    assert not agent.echo_allowed(probe, ("198.18.0.2", 40000), 78, peers, closed)  # another run
+    assert not agent.echo_allowed(b"reflect-me-please", ("198.18.0.2", 40000), 77, peers, closed)
+    assert not agent.echo_allowed(probe[:5], ("198.18.0.2", 40000), 77, peers, closed)
+
+
+def vxlan_frame(src_ip: str, vni: int, inner_mac: bytes) -> bytes:
+    import socket
+    import struct
+
+    inner = inner_mac + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + b"\x00" * 40
+    vxlan = struct.pack("!II", 0x08000000, vni << 8)
+    udp = struct.pack("!HHHH", 40000, 8472, 8 + len(vxlan) + len(inner), 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp) + len(vxlan) + len(inner), 0, 0, 64, 17, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton("198.18.0.1"))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + udp + vxlan + inner
+
+
+def test_agent_capture_sets_stay_bounded_under_a_flood_of_crafted_frames() -> None:
+    agent = agent_module()
+    capture = agent.PeerCapture(4, 160)
+    for i in range(5000):
+        frame = vxlan_frame(f"198.18.{i // 250}.{i % 250 + 1}", i, bytes([2, 0, 0, 0, i >> 8 & 0xFF, i & 0xFF]))
+        info = agent.parse_frame(frame, 0)
+        capture.add(frame, info, 0, 8472, 1)
+    result = capture.result()
+    assert result["count"] == 5000
+    assert len(result["vnis"]) == len(result["inner_dst_macs"]) == len(result["outer_srcs"]) == agent.MAX_SET
+    assert len(result["frames"]) <= 4
