@@ -77,3 +77,34 @@ def test_agent_capture_sets_stay_bounded_under_a_flood_of_crafted_frames() -> No
     assert result["count"] == 5000
     assert len(result["vnis"]) == len(result["inner_dst_macs"]) == len(result["outer_srcs"]) == agent.MAX_SET
     assert len(result["frames"]) <= 4
+
+
+# --- reports: what a node says is text, never markup -------------------------------------------------------
+
+EVIL_KERNEL = "5.10.0 [click me](http://evil.example/x) <img src=x onerror=alert(1)> **bold** a|b\nnew line"
+
+
+def test_allure_description_keeps_a_kernel_string_as_text() -> None:
+    from vxlan_conformance import catalog
+    from vxlan_conformance.model.result import CheckResult
+    from vxlan_conformance.report.allure_test import _description
+
+    code = next(c for c, info in catalog.load().items() if "{kernel}" in info.what)
+    result = CheckResult("kernel-known-good", "node2", (code,), "bad kernel", values={"kernel": EVIL_KERNEL})
+    text = _description(result, [catalog.info(code)])
+    assert "<img" not in text and "](http" not in text and "**bold**" not in text
+    assert "[click me]" not in text and "http://" not in text
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in text  # still readable, as text
+
+
+def test_node_table_markdown_and_html_escape_what_nodes_report() -> None:
+    from vxlan_conformance.report.nodes_table import NodeRow, render_html, render_markdown
+
+    row = NodeRow("node2", "198.18.0.2", EVIL_KERNEL, "<b>02:00</b>", "-", "passed", 0, 0)
+    markdown = render_markdown([row])
+    body = markdown.splitlines()[4:]
+    assert len(body) == 1  # one line per node: a newline in a value cannot break the table
+    assert "<img" not in markdown and "<b>" not in markdown and "](http" not in markdown
+    assert body[0].count(" | ") == len(NodeRow.HEADERS) - 1  # the `|` in the value does not add a cell
+    html = render_html([row])
+    assert "<img" not in html and "<b>02" not in html and "&lt;img" in html

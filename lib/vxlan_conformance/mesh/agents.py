@@ -258,31 +258,45 @@ def _finish(session: _Session) -> dict:
 
 
 def pair_evidence(plans: dict[str, dict], reports: dict[str, dict]) -> dict[tuple[str, str], PairEvidence]:
-    """PairEvidence for every planned directed pair, from the sender's probes and the receiver's capture."""
+    """PairEvidence for every planned directed pair, from the sender's probes and the receiver's capture.
+
+    A report of the wrong shape (a broken or hostile agent) costs only the pairs it speaks for: they get
+    an error naming the node, every other pair is built as usual."""
     result = {}
     for sender, plan in plans.items():
         for target in plan["targets"]:
             receiver = target["name"]
-            evidence = PairEvidence(sender=sender, receiver=receiver)
-            sent_report = reports.get(sender, {})
-            recv_report = reports.get(receiver, {})
-            probes = sent_report.get("targets", {}).get(receiver)
-            if probes:
-                evidence.udp_echo = probes["udp_echo"]
-                evidence.vxlan_frame = probes["vxlan_frame"]
-                evidence.overlay_ping = probes["overlay_ping"]
-                evidence.df_probe = probes["df_probe"]
-            else:
-                evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
-            capture = recv_report.get("captured", {}).get(sender)
-            if capture is not None:
-                evidence.captured = _capture_summary(capture, recv_report)
-                evidence.pcap_frames = [frame["hex"] for frame in capture["frames"]]
-            else:
-                evidence.captured = {"available": False}
-                evidence.errors.append(f"receiver {receiver}: {recv_report.get('error', 'no capture')}")
-            result[(sender, receiver)] = evidence
+            try:
+                result[(sender, receiver)] = _one_pair(sender, receiver, reports)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                evidence = PairEvidence(sender=sender, receiver=receiver, captured={"available": False})
+                evidence.errors.append(f"agent report of {sender} or {receiver} has the wrong shape "
+                                       f"({type(exc).__name__}: {str(exc)[:120]}); is the node's Python or "
+                                       "agent tampered with?")
+                result[(sender, receiver)] = evidence
     return result
+
+
+def _one_pair(sender: str, receiver: str, reports: dict[str, dict]) -> PairEvidence:
+    evidence = PairEvidence(sender=sender, receiver=receiver)
+    sent_report = reports.get(sender, {})
+    recv_report = reports.get(receiver, {})
+    probes = sent_report.get("targets", {}).get(receiver)
+    if probes:
+        evidence.udp_echo = dict(probes["udp_echo"])
+        evidence.vxlan_frame = dict(probes["vxlan_frame"])
+        evidence.overlay_ping = dict(probes["overlay_ping"])
+        evidence.df_probe = dict(probes["df_probe"])
+    else:
+        evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
+    capture = recv_report.get("captured", {}).get(sender)
+    if capture is not None:
+        evidence.captured = _capture_summary(capture, recv_report)
+        evidence.pcap_frames = [str(frame["hex"]) for frame in capture["frames"]]
+    else:
+        evidence.captured = {"available": False}
+        evidence.errors.append(f"receiver {receiver}: {recv_report.get('error', 'no capture')}")
+    return evidence
 
 
 def _capture_summary(capture: dict, receiver_report: dict) -> dict:

@@ -30,6 +30,12 @@ def agent_deadline(agents: int) -> float:
     return mesh_timeout(agents) + 25.0
 
 
+def agent_line_limit(agents: int) -> int:
+    """The longest line an agent may print (its EVIDENCE: per peer a few probe states, bounded sets and
+    at most keep_frames snapped frames, well under 16 KiB); a longer one is that node's error."""
+    return (1 << 20) + agents * (64 << 10)
+
+
 def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
     """MeshNodes for the nodes the mesh can use, and why each other node cannot take part."""
     nodes, excluded = [], {}
@@ -72,7 +78,15 @@ def expected_mtu(run: RunData, host: str) -> int:
 
 def _slim(evidence: dict) -> dict:
     """Captured bytes are evidence of a failure; a pair whose every probe was answered with good
-    checksums keeps its counts only (at 100 nodes the frames would be most of the run data)."""
+    checksums keeps its counts only (at 100 nodes the frames would be most of the run data). Evidence of
+    a shape this does not understand is kept whole (the pair's check judges it)."""
+    try:
+        return _slimmed(evidence)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return evidence
+
+
+def _slimmed(evidence: dict) -> dict:
     answered = all(evidence[kind].get("reply_seen") for kind in ("vxlan_frame", "overlay_ping", "df_probe"))
     echoed = all(s["replied"] and not s["corrupted"] for s in evidence["udp_echo"].get("per_size", {}).values())
     if answered and echoed and not evidence["captured"].get("bad_csum"):
@@ -99,10 +113,11 @@ def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: 
     deadline = agent_deadline(len(nodes))
     plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), deadline)
     by_name = {n.name: n for n in nodes}
+    max_line = agent_line_limit(len(nodes))
 
     def launch(name: str) -> Stream:
         command = shlex.join(python_command(by_name[name].python))
-        return pool.connection(name).stream(command, limit=deadline + 5)
+        return pool.connection(name).stream(command, limit=deadline + 5, max_line=max_line)
 
     reports = run_mesh(plans, launch, timeout_s=mesh_timeout(len(nodes)))
     failed = {name: r["error"] for name, r in reports.items() if "error" in r}
