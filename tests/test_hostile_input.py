@@ -108,3 +108,20 @@ def test_node_table_markdown_and_html_escape_what_nodes_report() -> None:
     assert body[0].count(" | ") == len(NodeRow.HEADERS) - 1  # the `|` in the value does not add a cell
     html = render_html([row])
     assert "<img" not in html and "<b>02" not in html and "&lt;img" in html
+
+
+def test_agent_report_of_the_wrong_shape_costs_only_its_pairs() -> None:
+    from vxlan_conformance.mesh.agents import pair_evidence
+
+    plans = {name: {"targets": [{"name": peer} for peer in ("a", "b", "c") if peer != name]} for name in "abc"}
+    good = {"udp_echo": {}, "vxlan_frame": {}, "overlay_ping": {}, "df_probe": {}}
+    capture = {"count": 1, "by_dport": {}, "csum": {"bad": 0, "ok": 1, "none": 0, "unverifiable": 0},
+               "tp_status": {}, "inner_dst_macs": [], "vnis": [], "outer_srcs": [], "requests": {}, "frames": []}
+    reports = {"a": {"targets": {"b": good, "c": good}, "captured": {"b": capture, "c": capture}},
+               "b": {"targets": {"a": good, "c": good}, "captured": {"a": capture, "c": capture}},
+               "c": {"targets": 5, "captured": {"a": 7, "b": None}}}  # c's agent: garbage
+    evidence = pair_evidence(plans, reports)
+    assert set(evidence) == {(s, r) for s in "abc" for r in "abc" if s != r}
+    assert evidence[("a", "b")].errors == [] and evidence[("b", "a")].errors == []
+    for pair in (("c", "a"), ("c", "b"), ("a", "c")):
+        assert any("wrong shape" in e for e in evidence[pair].errors), evidence[pair]
