@@ -35,6 +35,27 @@ while time.monotonic() < end:
         pass
 print(replies)
 """
+# sends a probe-shaped datagram for every possible run id (the run's is random) from source port
+# `sport` (0: any), paced, for `seconds`; prints how many came back
+PROBE_SPRAY = """
+import socket, struct, sys, time
+target, port, seconds, sport = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", sport))
+s.setblocking(False)
+replies, end, run_id = 0, time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    for _ in range(256):
+        s.sendto(struct.pack("!4sHHHH", b"VXC1", run_id, 0, 0, 1) + b"x" * 20, (target, port))
+        run_id = (run_id + 1) & 0xFFFF
+    time.sleep(0.01)
+    try:
+        while True:
+            replies += s.recvfrom(100)[0][:4] == b"VXC1"
+    except OSError:
+        pass
+print(replies)
+"""
 
 
 def start_suite(state, reports, *args: str) -> subprocess.Popen:
@@ -58,23 +79,29 @@ def finish(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_responder_answers_inventory_peers_only(lab_4, tmp_path):
+def test_responder_answers_probes_of_inventory_peers_only(lab_4, tmp_path):
+    """The responder answers the probes of this run from inventory peers (the mesh passes) and nothing else
+    while they run: not node4 (left out with --limit) even with probe-shaped datagrams of every run id, not
+    a peer's payload that is no probe, not a probe from a peer whose source port is a VXLAN port."""
     lab, state = lab_4
     node1 = state.node("node1").address
     proc = start_suite(state, tmp_path / "reports", "--limit", "!node4")
+    senders = {"node3": (PROBE_SPRAY, "4789"), "node4": (PROBE_SPRAY, "0"), "node2": (ECHO_PROBE, None)}
     try:
         wait_for_line(proc, "mesh:")
-        probes = {name: subprocess.Popen(
-            ["ip", "netns", "exec", state.node(name).netns, "python3", "-c", ECHO_PROBE, node1, str(PROBE_PORT), "3"],
-            stdout=subprocess.PIPE, text=True) for name in ("node2", "node4")}
-        replies = {name: int(p.communicate(timeout=15)[0]) for name, p in probes.items()}
+        probes = {}
+        for label, (script, sport) in senders.items():
+            name = label
+            argv = ["ip", "netns", "exec", state.node(name).netns, "python3", "-c", script, node1, str(PROBE_PORT), "3"]
+            probes[label] = subprocess.Popen(argv + ([sport] if sport is not None else []), stdout=subprocess.PIPE,
+                                             text=True)
+        replies = {label: int(p.communicate(timeout=15)[0]) for label, p in probes.items()}
         proc.communicate(timeout=60)
     finally:
         finish(proc)
-    assert proc.returncode == 0
-    assert replies["node2"] > 0  # the responder was up and answering while node4 was sending
-    assert replies["node4"] == 0
+    assert replies == {"node2": 0, "node3": 0, "node4": 0}
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    assert proc.returncode == 0, summary
     assert summary["counts"]["passed"] == 6
 
 

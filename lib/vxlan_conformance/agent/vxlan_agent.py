@@ -43,6 +43,9 @@ KIND_NAMES = {KIND_FRAME: "vxlan_frame", KIND_OVERLAY: "overlay_ping", KIND_DF: 
 ECHO_MAGIC = b"VXC1"
 ECHO_HEADER = struct.Struct("!4sHHHH")  # magic, run_id, target index, size index, attempt
 ICMP_TAG = b"vxlan-conformance"
+MAX_SET = 16  # per peer: distinct VNIs, inner MACs and outer sources kept (a flood cannot grow the evidence)
+MAX_ECHO_REPLIES = 256  # per peer and run: the responder never becomes a reflector
+VXLAN_PORTS = (4789, 8472)  # IANA's and Linux's/flannel's: never echo into them, whatever the plan says
 
 
 class AgentError(Exception):
@@ -146,6 +149,26 @@ def set_buffer(sock, force_opt, opt):
         sock.setsockopt(socket.SOL_SOCKET, force_opt, BUFFER_BYTES)
     except (OSError, socket.error):
         sock.setsockopt(socket.SOL_SOCKET, opt, BUFFER_BYTES)
+
+
+def bounded_add(values, value, limit=MAX_SET):
+    """Add to a set of evidence values unless it is full: the agent's memory and its EVIDENCE line stay
+    bounded whatever a peer (or a spoofed source) sends."""
+    if value in values or len(values) < limit:
+        values.add(value)
+
+
+def echo_allowed(data, source, run_id, peers, closed_ports):
+    """Whether the responder may echo `data` back to `source`: a probe of this run (magic, run id, a
+    whole header), from an inventory peer's address, to an unprivileged port that is no VXLAN or probe
+    port (a spoofed source must not make it reflect frames into a peer's VXLAN port)."""
+    address, port = source[0], source[1]
+    if address not in peers or port < 1024 or port in closed_ports:
+        return False
+    if len(data) < ECHO_HEADER.size:
+        return False
+    magic, probe_run = ECHO_HEADER.unpack_from(data)[:2]
+    return magic == ECHO_MAGIC and probe_run == run_id
 
 
 def error_name(exc):
@@ -283,7 +306,7 @@ class PeerCapture(object):
 
     def add(self, frame, info, status, vxlan_port, icmp_id):
         key = str(info["dport"])
-        self.outer_srcs.add(info["src"])
+        bounded_add(self.outer_srcs, info["src"])
         self.by_dport[key] = self.by_dport.get(key, 0) + 1
         self.verdicts[info["csum"]] += 1
         if status & TP_STATUS_CSUMNOTREADY:
@@ -293,8 +316,8 @@ class PeerCapture(object):
         vxlan_off = info["udp_off"] + 8
         if info["dport"] == vxlan_port and len(frame) >= vxlan_off + 14:
             vni = struct.unpack_from("!I", frame, vxlan_off + 4)[0] >> 8
-            self.vnis.add(vni)
-            self.inner_dst_macs.add(":".join("%02x" % b for b in bytearray(frame[vxlan_off + 8:vxlan_off + 14])))
+            bounded_add(self.vnis, vni)
+            bounded_add(self.inner_dst_macs, ":".join("%02x" % b for b in bytearray(frame[vxlan_off + 8:vxlan_off + 14])))
             kind = probe_kind(frame, vxlan_off + 8, icmp_id)
             if kind is not None:
                 self.requests[kind]["bad" if info["csum"] == "bad" else "intact"] += 1
@@ -327,6 +350,8 @@ class Agent(object):
         self.retry_s = float(plan.get("retry_s", 0.3))
         self.burst = int(plan.get("burst", 16))
         self.peers = dict((peer["address"], peer["name"]) for peer in plan["peers"])
+        self.closed_ports = set(VXLAN_PORTS) | set([self.vxlan_port, self.probe_port]) \
+            | set(int(spec["port"]) for spec in plan["targets"])
         self.peer_vteps = dict((peer["vtep_ip"], peer["name"]) for peer in plan["peers"] if peer.get("vtep_ip"))
         self.underlay_mtu = self._underlay_mtu(plan["underlay_if"])
         self.sizes = sorted(set(int(size) for size in plan.get("echo_sizes", [37, 1200]))
@@ -492,7 +517,8 @@ class Agent(object):
             except (OSError, socket.error):
                 return
             name = self.peers.get(source[0])
-            if name is None:
+            if name is None or not echo_allowed(data, source, self.run_id, self.peers, self.closed_ports) \
+                    or self.answered.get(name, 0) >= MAX_ECHO_REPLIES:
                 self.refused[source[0]] = self.refused.get(source[0], 0) + 1
                 if len(self.refused) > 64:
                     self.refused.pop(source[0])

@@ -21,6 +21,8 @@ from vxlan_conformance.transport import Connection, Pool, SSHError, SSHOptions, 
 Progress = Callable[[str], None]
 PHASES = ("facts", "view", "mesh")
 PARSED_IN_FULL = ("fdb", "neigh", "route", "addr")  # raw sections that grow with the cluster
+FACTS_MAX_OUTPUT = 64 << 20  # a node with a huge firewall ruleset still fits; an endless one does not
+VIEW_MAX_OUTPUT = 256 << 20  # `kubectl get nodes -o json` of thousands of nodes
 
 
 def target_of(host: Host, bastion: Host | None) -> Target:
@@ -45,12 +47,36 @@ def open_pool(inventory: Inventory, options: SSHOptions) -> Pool:
 
 
 def new_run(inventory: Inventory, options: dict) -> RunData:
-    """The run's record, created before any node is contacted so an interrupted run can still report."""
+    """The run's record, created before any node is contacted so an interrupted run can still report.
+    The view commands are kept by their program name only: vxlan_kubectl / vxlan_etcdctl may carry a
+    --token, and run.json is one of the files a run writes."""
+    overlay = asdict(inventory.overlay)
+    for key in ("kubectl", "etcdctl"):
+        overlay[key] = command_shown(overlay[key])
     return RunData(inventory_path=str(inventory.path),
                    started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    nodes=list(inventory.nodes),
                    addresses={name: inventory.hosts[name].address for name in inventory.nodes},
-                   overlay=asdict(inventory.overlay), options=options)
+                   overlay=overlay, options=options)
+
+
+def command_shown(command: str | None) -> str:
+    """`kubectl --token=abc --server x` -> `kubectl [arguments hidden]`: how messages name a view command."""
+    words = (command or "").split()
+    if not words:
+        return ""
+    return words[0] + (" [arguments hidden]" if len(words) > 1 else "")
+
+
+def hide_commands(text: str, commands: list[str | None]) -> str:
+    """`text` with every configured view command (which may carry a credential) shown by its program only."""
+    for command in sorted(filter(None, commands), key=len, reverse=True):
+        if len(command.split()) > 1:
+            text = text.replace(command, command_shown(command))
+            for word in command.split()[1:]:
+                if len(word) >= 8:  # a token cut short by a message's length limit is still a token
+                    text = text.replace(word, "***")
+    return text
 
 
 def gather(inventory: Inventory, pool: Pool, run: RunData, *, progress: Progress) -> None:
@@ -76,7 +102,7 @@ def _collect_facts(inventory: Inventory, pool: Pool, run: RunData, progress: Pro
     script = facts.collect_script(overlay.device, overlay.port)
 
     def one(conn: Connection) -> facts.NodeFacts:
-        result = conn.run(script)
+        result = conn.run(script, max_output=FACTS_MAX_OUTPUT)
         parsed = facts.parse(conn.target.name, result.stdout, overlay.device)
         for section in PARSED_IN_FULL:  # one line per peer: kept as records, not twice as text
             parsed.raw.pop(section, None)
@@ -102,6 +128,7 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
     run.view_source = kind
     if kind == "none":
         return
+    secrets = [overlay.kubectl, overlay.etcdctl]
     try:
         if kind == "kubectl-local":
             runner = cluster_view.local_runner(overlay.kubeconfig, pool.options.command_timeout)
@@ -113,22 +140,34 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
                 raise cluster_view.ViewError(f"{inventory.path}: vxlan_cluster_view is {kind} but the "
                                              f"inventory has no {group} group; add it or set none")
             where = hosts[0].name
-            runner = _ssh_runner(pool, where)
+            runner = _ssh_runner(pool, where, secrets)
         progress(f"view: {kind} on {where}")
         advertised = cluster_view.fetch(kind, runner, cni=cni.by_name(overlay.cni), kubectl=overlay.kubectl,
                                         etcdctl=overlay.etcdctl, where=where)
     except (cluster_view.ViewError, SSHError) as exc:
-        run.view_error = str(exc)
-        progress(f"view: {exc}")
+        run.view_error = hide_commands(str(exc), secrets)
+        progress(f"view: {run.view_error}")
         return
-    run.view = cluster_view.match_hosts(advertised, run.addresses,
-                                        {host: cni.of_run(run).device_ip(run, host) for host in run.facts})
-    matched = {adv.node_name for adv in run.view.values()}
-    run.view_unmatched = [adv for adv in advertised if adv.node_name not in matched]
+    except Exception as exc:  # noqa: BLE001 - a view we cannot read costs the view, never the run
+        run.view_error = hide_commands(f"cannot read the cluster view ({type(exc).__name__}: {exc})"[:300],
+                                       secrets)
+        progress(f"view: {run.view_error}")
+        return
+    try:
+        run.view = cluster_view.match_hosts(advertised, run.addresses,
+                                            {host: cni.of_run(run).device_ip(run, host)
+                                             for host in run.facts})
+        matched = {adv.node_name for adv in run.view.values()}
+        run.view_unmatched = [adv for adv in advertised if adv.node_name not in matched]
+    except Exception as exc:  # noqa: BLE001 - as above
+        run.view, run.view_unmatched = {}, []
+        run.view_error = f"cannot match the cluster view to the inventory ({type(exc).__name__}: {exc})"[:300]
+        progress(f"view: {run.view_error}")
 
 
-def _ssh_runner(pool: Pool, host: str) -> cluster_view.Runner:
+def _ssh_runner(pool: Pool, host: str, secrets: list[str | None]) -> cluster_view.Runner:
     def run(command: str) -> tuple[int, str, str]:
-        result = pool.connection(host).run(command)
+        result = pool.connection(host).run(command, shown=hide_commands(command, secrets),
+                                           max_output=VIEW_MAX_OUTPUT)
         return result.exit_status, result.stdout, result.stderr
     return run

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from . import sshd
-from .faults import LAB_USER, Desired
+from .faults import LAB_USER, SUDO_PASSWORD, SUDO_USER, Desired
 from .run import SBIN_PATH, run, run_many
 from .state import LabState
 
@@ -77,13 +77,54 @@ def apply_random_fully(state: LabState, want: Desired, previous: set[str]) -> No
     run_many(jobs)
 
 
-def apply_slow(state: LabState, want: Desired, previous: dict[str, int]) -> None:
+def apply_slow(state: LabState, want: Desired, previous: dict[str, int], previous_mitm: set[str] = frozenset()) -> None:
     """A node that answers slowly: its sshd makes every command wait first (ForceCommand), then runs
-    it unchanged. sshd rereads its config on SIGHUP (same PID), so sessions already open keep theirs."""
-    changed = [name for name in sorted(set(previous) | set(want.slow)) if previous.get(name) != want.slow.get(name)]
+    it unchanged; a man in the middle (`mitm`): the node's sshd serves another host key than the lab's
+    known_hosts has. sshd rereads its config on SIGHUP (same PID), so sessions already open keep theirs."""
+    names = set(previous) | set(want.slow) | set(previous_mitm) | want.mitm
+    changed = [name for name in sorted(names)
+               if previous.get(name) != want.slow.get(name) or (name in previous_mitm) != (name in want.mitm)]
     for name in changed:
-        sshd.write_config(state, state.node(name), want.slow.get(name))
+        sshd.write_config(state, state.node(name), want.slow.get(name), mitm=name in want.mitm)
         sshd.reload(state, state.node(name))
+
+
+HOSTILE_SHIMS = {
+    # the facts script's `link` section (ip -d link show dev D) never ends
+    "facts-flood": ("ip", 'case " $* " in *" -d "*) exec yes "flood $*" ;; esac; exec /bin/ip "$@"\n'),
+    # the facts script's `link` section: thousands of section markers in 1 MB, then the script dies (kills
+    # the shell running it), so none of them, nor `link`, is ever closed
+    "facts-markers": ("ip", 'case " $* " in *" -d "*) i=0; while [ $i -lt 4000 ]; do '
+                            'printf "@@vxc@@ s%s\\n%0240d\\n" $i 0; i=$((i+1)); done; kill -KILL $PPID ;; esac; '
+                            'exec /bin/ip "$@"\n'),
+    # the agent's Python prints one endless line (its facts answer -V as a real Python does)
+    "agent-flood": ("python3", 'case "$1" in -V|--version) exec /usr/bin/python3 "$@" ;; esac; '
+                               'exec /usr/bin/python3 -c "import sys\nwhile 1: sys.stdout.write(\"x\" * 65536)"\n'),
+    # the agent's Python answers the protocol with lines of the wrong shape
+    "agent-garbage": ("python3", "case \"$1\" in -V|--version) exec /usr/bin/python3 \"$@\" ;; esac; "
+                                 "cat >/dev/null & echo 'READY {\"node\": 1}'; echo 'SENT []'; "
+                                 "echo 'EVIDENCE {\"targets\": 5, \"captured\": {\"node1\": 7}}'; wait\n"),
+    # the view command never ends its output
+    "kubectl-flood": ("kubectl", 'exec yes "{\"items\": ["\n'),
+}
+
+
+def apply_hostile(state: LabState, want: Desired) -> None:
+    """`hostile=<kind>`: a fake binary first on the node's PATH answers the suite with bad output.
+    Called after kubectl.write (node1's kubectl stand-in lives in the same bin dir)."""
+    for node in state.nodes:
+        bin_dir = state.state_dir / "nodes" / node.name / "bin"
+        for kind, (tool, _) in HOSTILE_SHIMS.items():
+            shim = bin_dir / tool
+            if shim.exists() and shim.read_text().startswith("#!/bin/sh\n# vxlan lab: hostile") \
+                    and want.hostile.get(node.name) != kind:
+                shim.unlink()
+        kind = want.hostile.get(node.name)
+        if kind is not None:
+            tool, body = HOSTILE_SHIMS[kind]
+            shim = bin_dir / tool
+            shim.write_text(f"#!/bin/sh\n# vxlan lab: hostile {kind}\n{body}")
+            shim.chmod(0o755)
 
 
 def apply_offload(state: LabState, want: Desired) -> None:
@@ -100,14 +141,14 @@ def apply_mounts(state: LabState, want: Desired, real_release: str) -> None:
         for path in reversed(paths):
             _in_node(node.sshd_pid, ["umount", path], f"unmounting {path} on {name}", check=False)
         del state.mounts[name]
-    for name in sorted(set(want.kernel) | want.no_python | want.unprivileged_user):
+    for name in sorted(set(want.kernel) | want.no_python | want.unprivileged_user | set(want.sudo_user)):
         binds = []
         if name in want.kernel:
             binds += _kernel_files(state, name, want.kernel[name], real_release)
         if name in want.no_python:
             binds += [(state.state_dir / "empty", path, "hiding Python") for path in python_paths()]
-        if name in want.unprivileged_user:
-            binds += _account_files(state, name)
+        if name in want.unprivileged_user or name in want.sudo_user:
+            binds += _account_files(state, name, want.sudo_user.get(name))
         node, mounts = state.node(name), state.mounts.setdefault(name, [])
         for src, dst, what in binds:
             _in_node(node.sshd_pid, ["mount", "--bind", str(src), dst], f"{what} on {name}")
@@ -138,22 +179,39 @@ def python_paths() -> list[str]:
     return sorted({os.path.realpath(path) for path in found if path and os.path.exists(path)})
 
 
-def _account_files(state: LabState, name: str) -> list[tuple[Path, str, str]]:
+def _account_files(state: LabState, name: str, sudo: str | None = None) -> list[tuple[Path, str, str]]:
     """Copies of /etc/passwd, group and shadow plus LAB_USER: home /tmp, shell /bin/sh, password `*`
-    (none, but not locked: with UsePAM no sshd refuses even key logins to a locked account)."""
+    (none, but not locked: with UsePAM no sshd refuses even key logins to a locked account). With `sudo`
+    (`sudo-user=`): SUDO_USER instead, password SUDO_PASSWORD, and /etc/sudoers granting it sudo with
+    that password or NOPASSWD."""
     etc = state.state_dir / "nodes" / name / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     uid = _free_id()
-    added = {"passwd": f"{LAB_USER}:x:{uid}:{uid}:vxlan lab unprivileged user:/tmp:/bin/sh\n",
-             "group": f"{LAB_USER}:x:{uid}:\n", "shadow": f"{LAB_USER}:*:19000:0:99999:7:::\n"}
+    user, secret = (SUDO_USER, _password_hash(SUDO_PASSWORD)) if sudo else (LAB_USER, "*")
+    added = {"passwd": f"{user}:x:{uid}:{uid}:vxlan lab user:/tmp:/bin/sh\n",
+             "group": f"{user}:x:{uid}:\n", "shadow": f"{user}:{secret}:19000:0:99999:7:::\n"}
     binds = []
     for file, line in added.items():
         real, copy = Path("/etc") / file, etc / file
         text = real.read_text()
         copy.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line)
         copy.chmod(real.stat().st_mode & 0o777)
-        binds.append((copy, str(real), f"adding user {LAB_USER}"))
+        binds.append((copy, str(real), f"adding user {user}"))
+    if sudo:
+        rule = "NOPASSWD: ALL" if sudo == "nopasswd" else "ALL"
+        sudoers = etc / "sudoers"
+        sudoers.write_text(f"Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n{user} ALL=(ALL:ALL) {rule}\n")
+        sudoers.chmod(0o440)
+        binds.append((sudoers, "/etc/sudoers", f"sudo for {user}"))
     return binds
+
+
+def _password_hash(password: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
+                          check=True, timeout=30)
+    return done.stdout.strip()
 
 
 def _free_id(start: int = 47900) -> int:

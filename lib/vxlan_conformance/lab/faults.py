@@ -16,9 +16,14 @@ from .state import LabNode
 
 PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
-               "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed"}
+               "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm"}
 DUP_FAULTS = {"dup-vtep-mac", "dup-machine-id"}  # the first target's value copied to the others
-VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow"}
+VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow", "hostile", "sudo-user"}
+# `hostile=<kind>`: a PATH-first fake binary on the node answers the suite with bad output
+HOSTILE_KINDS = ("facts-flood", "facts-markers", "agent-flood", "agent-garbage", "kubectl-flood")
+SUDO_KINDS = ("password", "nopasswd")  # `sudo-user=<kind>`: login SUDO_USER, sudo with a password or NOPASSWD
+SUDO_USER = "vxcsudo"
+SUDO_PASSWORD = "vxlan-lab-sudo-Pw-4b1e"  # SUDO_USER's login and sudo password (a lab secret, like the lab key)
 MAX_SLOW_S = 600
 KERNEL_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
 SPEC = re.compile(r"^(?P<name>[a-z-]+)(?:=(?P<value>[^@]*))?@(?P<target>.+)$")
@@ -80,6 +85,10 @@ def _check_value(spec: str, name: str, value: str | None) -> None:
         raise LabError(f"bad value {value!r} in {spec!r}: mtu takes an integer 68..65485")
     if name == "slow" and not (value.isdigit() and 1 <= int(value) <= MAX_SLOW_S):
         raise LabError(f"bad value {value!r} in {spec!r}: slow takes whole seconds 1..{MAX_SLOW_S}")
+    if name == "hostile" and value not in HOSTILE_KINDS:
+        raise LabError(f"bad value {value!r} in {spec!r}: hostile takes one of {', '.join(HOSTILE_KINDS)}")
+    if name == "sudo-user" and value not in SUDO_KINDS:
+        raise LabError(f"bad value {value!r} in {spec!r}: sudo-user takes password or nopasswd")
     if name == "kernel" and not KERNEL_RELEASE.match(value):
         raise LabError(f"bad value {value!r} in {spec!r}: kernel takes a release like 4.19.90-52.49.v2207.ky10.x86_64")
 
@@ -111,6 +120,9 @@ class Desired:
     no_python: set[str] = field(default_factory=set)  # nodes where SSH sessions find no Python
     unprivileged_user: set[str] = field(default_factory=set)  # nodes where LAB_USER can log in
     nm_managed: set[str] = field(default_factory=set)  # nodes whose nmcli lists the VXLAN device as managed
+    hostile: dict[str, str] = field(default_factory=dict)  # node -> HOSTILE_KINDS entry
+    sudo_user: dict[str, str] = field(default_factory=dict)  # node -> SUDO_KINDS entry
+    mitm: set[str] = field(default_factory=set)  # nodes whose sshd answers with another host key
 
 
 def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
@@ -153,6 +165,12 @@ def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired
             out.no_python.update(hit)
         elif fault.name == "unprivileged-user":
             out.unprivileged_user.update(hit)
+        elif fault.name == "hostile":
+            out.hostile.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "sudo-user":
+            out.sudo_user.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "mitm":
+            out.mitm.update(hit)
         elif fault.name == "bad-checksum":
             if fault.source:  # bad-checksum@A->B: A's packets to B only
                 out.bad_checksum.setdefault(fault.source, []).append(address[hit[0]])

@@ -232,13 +232,14 @@ class Lab:
         fault_rules.apply_random_fully(state, want, before.random_fully)
         fault_rules.apply_offload(state, want)
         fault_rules.apply_mounts(state, want, platform.release())
-        fault_rules.apply_slow(state, want, before.slow)
+        fault_rules.apply_slow(state, want, before.slow, before.mitm)
         for node in state.nodes:
             node.vtep_mac = want.macs[node.name]
         state.faults = [f.spec for f in wanted]
         if state.etcd_pid:
             etcd.write(state, want)
         kubectl.write(state, want)
+        fault_rules.apply_hostile(state, want)
         node_files.write(state, want)
         save(state)
 

@@ -63,10 +63,16 @@ def prepare(state: LabState) -> None:
     Path(state.known_hosts_path).write_text("\n".join(known) + "\n")
 
 
-def write_config(state: LabState, node: LabNode, slow_s: int | None = None) -> None:
-    """The node's sshd_config; `slow_s` makes every command wait that long first (the `slow` fault)."""
+def write_config(state: LabState, node: LabNode, slow_s: int | None = None, mitm: bool = False) -> None:
+    """The node's sshd_config; `slow_s` makes every command wait that long first (the `slow` fault);
+    `mitm` serves another host key than known_hosts has (a man in the middle, the `mitm` fault)."""
     node_dir = state.state_dir / "nodes" / node.name
-    text = _config(state, node, node_dir / "ssh_host_ed25519_key")
+    host_key = node_dir / "ssh_host_ed25519_key"
+    if mitm:
+        host_key = node_dir / "mitm_host_ed25519_key"
+        if not host_key.exists():
+            write_keypair(host_key, f"mitm-{node.name}")
+    text = _config(state, node, host_key)
     if slow_s:
         text += f'ForceCommand sleep {slow_s}; exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'
     (node_dir / "sshd_config").write_text(text)

@@ -237,42 +237,45 @@ def _finish(session: _Session) -> dict:
 
 def pair_evidence(plans: dict[str, dict], reports: dict[str, dict]) -> dict[tuple[str, str], PairEvidence]:
     """PairEvidence for every planned directed pair, from the sender's probes and the receiver's capture.
-    A report of the wrong shape (a broken or hostile agent) costs only the pairs it speaks of."""
+
+    A report of the wrong shape (a broken or hostile agent) costs only the pairs it speaks for: they get
+    an error naming the node, every other pair is built as usual."""
     result = {}
     for sender, plan in plans.items():
         for target in plan["targets"]:
             receiver = target["name"]
-            evidence = PairEvidence(sender=sender, receiver=receiver)
-            sent_report = reports.get(sender, {})
-            recv_report = reports.get(receiver, {})
-            probes = sent_report.get("targets", {}).get(receiver)
-            if probes:
-                try:
-                    probed = PairEvidence.from_dict({"sender": sender, "receiver": receiver, **{
-                        kind: probes[kind] for kind in ("udp_echo", "vxlan_frame", "overlay_ping", "df_probe")}})
-                except (KeyError, TypeError, ValueError) as exc:
-                    evidence.errors.append(f"sender {sender}: malformed probe report ({_what(exc)})")
-                else:
-                    evidence = probed
-                    evidence.probed = True
-            else:
-                evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
-            capture = recv_report.get("captured", {}).get(sender)
-            if capture is not None:
-                try:
-                    evidence.captured = from_plain(Capture, _capture_summary(capture, recv_report), strict=True)
-                    evidence.pcap_frames = [str(frame["hex"]) for frame in capture["frames"]]
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    evidence.captured = Capture()
-                    evidence.errors.append(f"receiver {receiver}: malformed capture report ({_what(exc)})")
-            else:
-                evidence.errors.append(f"receiver {receiver}: {recv_report.get('error', 'no capture')}")
-            result[(sender, receiver)] = evidence
+            try:
+                result[(sender, receiver)] = _one_pair(sender, receiver, reports)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                evidence = PairEvidence(sender=sender, receiver=receiver)
+                evidence.errors.append(f"agent report of {sender} or {receiver} has the wrong shape ({_what(exc)}); "
+                                       "is the node's Python or agent tampered with?")
+                result[(sender, receiver)] = evidence
     return result
 
 
+def _one_pair(sender: str, receiver: str, reports: dict[str, dict]) -> PairEvidence:
+    evidence = PairEvidence(sender=sender, receiver=receiver)
+    sent_report = reports.get(sender, {})
+    recv_report = reports.get(receiver, {})
+    probes = sent_report.get("targets", {}).get(receiver)
+    if probes:
+        evidence = PairEvidence.from_dict({"sender": sender, "receiver": receiver, **{
+            kind: probes[kind] for kind in ("udp_echo", "vxlan_frame", "overlay_ping", "df_probe")}})
+        evidence.probed = True
+    else:
+        evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
+    capture = recv_report.get("captured", {}).get(sender)
+    if capture is not None:
+        evidence.captured = from_plain(Capture, _capture_summary(capture, recv_report), strict=True)
+        evidence.pcap_frames = [str(frame["hex"]) for frame in capture["frames"]]
+    else:
+        evidence.errors.append(f"receiver {receiver}: {recv_report.get('error', 'no capture')}")
+    return evidence
+
+
 def _what(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:80]}"
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 def _capture_summary(capture: dict, receiver_report: dict) -> dict:

@@ -31,6 +31,12 @@ def agent_deadline(agents: int) -> float:
     return mesh_timeout(agents) + 25.0
 
 
+def agent_line_limit(agents: int) -> int:
+    """The longest line an agent may print (its EVIDENCE: per peer a few probe states, bounded sets and
+    at most keep_frames snapped frames, well under 16 KiB); a longer one is that node's error."""
+    return (1 << 20) + agents * (64 << 10)
+
+
 def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
     """MeshNodes for the nodes the mesh can use, and why each other node cannot take part."""
     nodes, excluded = [], {}
@@ -98,10 +104,11 @@ def run_mesh_phase(inventory: Inventory, pool: Pool, run: RunData, *, progress: 
     deadline = agent_deadline(len(nodes))
     plans = build_plans(nodes, pairs, int(run.overlay["probe_port"]), deadline)
     by_name = {n.name: n for n in nodes}
+    max_line = agent_line_limit(len(nodes))
 
     def launch(name: str) -> Stream:
         command = shlex.join(python_command(by_name[name].python))
-        return pool.connection(name).stream(command, limit=deadline + 5)
+        return pool.connection(name).stream(command, limit=deadline + 5, max_line=max_line)
 
     reports = run_mesh(plans, launch, timeout_s=mesh_timeout(len(nodes)))
     failed = {name: r["error"] for name, r in reports.items() if "error" in r}

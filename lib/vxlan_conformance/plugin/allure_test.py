@@ -19,6 +19,7 @@ from vxlan_conformance import catalog
 from vxlan_conformance.model.evidence import PairEvidence
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
+from vxlan_conformance.report.nodes_table import markdown_text
 from vxlan_conformance.report.probe_steps import record_probe_steps
 from vxlan_conformance.report.titles import EPIC, check_and_subject, feature_of, pair_label, title_for
 
@@ -98,6 +99,7 @@ def _description(result: CheckResult, infos: list[catalog.CodeInfo]) -> str:
     values = {**result.values, "node": result.values.get("node", sender)}
     if receiver:
         values.setdefault("peer", receiver)
+    values = {key: markdown_text(value) if isinstance(value, str) else value for key, value in values.items()}
     parts = []
     for info in infos:
         parts.append(f"**{info.code}**: {info.title}\n\n{catalog.fill(info.what, **values)}\n\n"

@@ -42,6 +42,7 @@ class SuiteSession:
         self.is_worker = hasattr(config, "workerinput")
         self.interrupted = ""  # why the gathering was interrupted, if it was, and in which phase
         self.interrupted_in = ""
+        self.phase_errors: list[dict[str, Any]] = []  # a phase that failed: one error entry each
 
     # -- set-up -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -71,9 +72,11 @@ class SuiteSession:
                                                      opts.command_timeout))
         self.run = new_run(self.inventory, options)
         try:
-            gather(self.inventory, pool, self.run, progress=self.progress)
-            run_predict_phase(pool, self.run, progress=self.progress)
-            run_mesh_phase(self.inventory, pool, self.run, progress=self.progress)
+            for phase, work in (("gather", lambda: gather(self.inventory, pool, self.run, progress=self.progress)),
+                                ("predict", lambda: run_predict_phase(pool, self.run, progress=self.progress)),
+                                ("mesh", lambda: run_mesh_phase(self.inventory, pool, self.run,
+                                                                progress=self.progress))):
+                self._guarded(phase, work)
         except KeyboardInterrupt as exc:
             # pytest skips sessionfinish (and so every report) when sessionstart is interrupted:
             # record where we were and stop from the run loop instead
@@ -85,6 +88,24 @@ class SuiteSession:
             self.run.counters["ssh_connections"] = pool.connections_opened
             pool.close()
             self.run.save(self.run_path)
+
+    def _guarded(self, phase: str, work: Any) -> None:
+        """One phase; a bug or a node's data we did not foresee ends that phase with an error entry (the
+        checks still run on what was gathered, and every report is written), never the run."""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - KeyboardInterrupt is not an Exception and goes on up
+            assert self.inventory is not None
+            secrets = [s for h in self.inventory.hosts.values() for s in (h.password, h.become_password) if s]
+            text = f"{type(exc).__name__}: {exc}"
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            message = f"the {phase} phase failed ({' '.join(text.split())[:300]}); results of that phase are missing"
+            self.phase_errors.append({"check": "run", "subject": phase, "status": "error", "codes": [],
+                                      "message": message, "remediation": "report this with run.json"})
+            self.progress(message)
+            if phase == "mesh" and self.run is not None:
+                self.run.mesh_error = self.run.mesh_error or message
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -126,13 +147,17 @@ class SuiteSession:
         if self.interrupted:
             self.entries.append({"check": "run", "subject": self.interrupted_in, "status": "error",
                                  "codes": [], "message": self.interrupted, "remediation": ""})
+        self.entries.extend(self.phase_errors)
         summary.write(self.reports_dir / "summary.json", self.run, self.entries,
                       duration_s=time.time() - self.started)
         from vxlan_conformance.report import finish_run
 
         allure_dir = getattr(self.config.option, "allure_report_dir", None)
-        finish_run(self.reports_dir, Path(allure_dir) if allure_dir else None, self.run, self.entries,
-                   duration_s=time.time() - self.started, progress=self.progress)
+        try:
+            finish_run(self.reports_dir, Path(allure_dir) if allure_dir else None, self.run, self.entries,
+                       duration_s=time.time() - self.started, progress=self.progress)
+        except Exception as exc:  # noqa: BLE001 - summary.json and junit.xml are written whatever happens here
+            self.progress(f"node table / matrix not written ({type(exc).__name__}: {str(exc)[:200]})")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.is_worker:

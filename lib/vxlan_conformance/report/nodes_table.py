@@ -3,6 +3,7 @@ a reader of a handover checks first to see which machines are not like the other
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from html import escape
@@ -59,8 +60,20 @@ def node_rows(run: RunData, entries: list[dict[str, Any]]) -> list[NodeRow]:
 
 def render_markdown(rows: list[NodeRow]) -> str:
     lines = ["# Nodes", "", "| " + " | ".join(NodeRow.HEADERS) + " |", "|" + "---|" * len(NodeRow.HEADERS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row.cells()) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_text(cell) for cell in row.cells()) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()|~])")
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<![a-z0-9])(www)(\.)")
+
+
+def markdown_text(value: str) -> str:
+    """A value from a node (kernel string, host name) as plain text in Markdown: no HTML, no links
+    (autolinks included) or images, no emphasis, no table cell break, one line."""
+    text = " ".join(str(value).split())
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", escape(text, quote=False))
+    return _AUTOLINK.sub(lambda m: "\\:" if m.group(1) else m.group(2) + "\\.", text)
 
 
 def render_html(rows: list[NodeRow]) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import select
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paramiko
 
@@ -18,8 +19,11 @@ from vxlan_conformance.transport.hub import Hub
 from vxlan_conformance.transport.resolve import Endpoint, SSHOptions, Target, resolve
 
 SUDO = "sudo -n"
-SUDO_WITH_PASSWORD = "sudo -S -p ''"  # password first on stdin, no prompt text in stderr
 _READ_CHUNK = 65536
+MiB = 1 << 20
+MAX_OUTPUT = 32 * MiB  # stdout + stderr of one command, unless the caller says otherwise
+MAX_LINE = 32 * MiB  # one line of a Stream, unless the caller says otherwise
+_BECOME_TALK = 64 * 1024  # what sudo may print before the command starts (prompt, lecture, errors)
 _SUDO_FAILURES = (
     "a password is required",
     "a terminal is required",
@@ -87,25 +91,27 @@ class Connection:
         stdin: bytes | None = None,
         timeout: float | None = None,
         become: bool | None = None,
+        max_output: int = MAX_OUTPUT,
+        shown: str | None = None,
     ) -> CommandResult:
         """Run a shell script (str) or an argv (sequence, each word quoted) and wait for it.
 
-        A non-zero exit is a result, not an error; SSHError is for the transport, time
-        limits and sudo refusing.
+        A non-zero exit is a result, not an error; SSHError is for the transport, time limits, output
+        larger than `max_output` bytes (stdout + stderr; the command is killed) and sudo refusing.
+        `shown` is how errors and the result name the command (default: the command itself), for commands
+        that carry a credential.
         """
-        shown = command if isinstance(command, str) else shlex.join(command)
-        script = f"sh -c {shlex.quote(command)}" if isinstance(command, str) else shown
+        text = command if isinstance(command, str) else shlex.join(command)
+        shown = text if shown is None else shown
+        script = f"sh -c {shlex.quote(command)}" if isinstance(command, str) else text
         use_sudo = (self.target.become if become is None else become) and self.endpoint.user != "root"
         limit = self.options.command_timeout if timeout is None else timeout
         script = _bounded(script, limit)
-        payload = stdin or b""
+        secret = self._become_secret() if use_sudo else None
         if use_sudo:
-            password = self.target.become_password or os.environ.get("VXLAN_BECOME_PASSWORD")
-            script = f"{SUDO_WITH_PASSWORD if password else SUDO} -- {script}"
-            if password:
-                payload = password.encode() + b"\n" + payload
+            script = _sudo(script, secret)
         started = time.monotonic()
-        status, out, err = self._exec(script, payload, limit, shown)
+        status, out, err = self._exec(script, stdin or b"", limit, shown, max_output, secret)
         result = CommandResult(
             host=self.target.name,
             command=shown,
@@ -118,18 +124,21 @@ class Connection:
             self._check_sudo(result)
         return result
 
-    def stream(self, command: str, *, limit: float, become: bool | None = None) -> Stream:
+    def _become_secret(self) -> _BecomeSecret | None:
+        password = self.target.become_password or os.environ.get("VXLAN_BECOME_PASSWORD")
+        return _BecomeSecret(password) if password else None
+
+    def stream(self, command: str, *, limit: float, become: bool | None = None, max_line: int = MAX_LINE) -> Stream:
         """Start `command` (a shell command line) and talk to it line by line: the node agent.
 
-        Bounded on the node by `limit` like every command; stderr is merged into stdout.
+        Bounded on the node by `limit` like every command; stderr is merged into stdout; a line longer than
+        `max_line` bytes is an SSHError (kind too-much-output).
         """
         use_sudo = (self.target.become if become is None else become) and self.endpoint.user != "root"
         script = _bounded(command, limit)
-        password = b""
+        secret = self._become_secret() if use_sudo else None
         if use_sudo:
-            secret = self.target.become_password or os.environ.get("VXLAN_BECOME_PASSWORD")
-            script = f"{SUDO_WITH_PASSWORD if secret else SUDO} -- {script}"
-            password = secret.encode() + b"\n" if secret else b""
+            script = _sudo(script, secret)
         client = self._hub.client(self.endpoint)
         transport = client.get_transport()
         assert transport is not None
@@ -138,15 +147,78 @@ class Connection:
             self._hub.count_command()
             channel.set_combine_stderr(True)
             channel.exec_command(script)
-            if password:
-                channel.sendall(password)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(self.target.name, "unreachable",
                            f"{self.endpoint.where}: cannot start {short(command)} "
                            f"({redact(str(exc), self.endpoint.secrets())})") from None
-        return Stream(self.target.name, channel)
+        rest = b""
+        if secret is not None:
+            try:
+                talk = self._become_talk(channel, secret, time.monotonic() + self.options.connect_timeout,
+                                         combined=True)
+            except BaseException:
+                channel.close()
+                raise
+            if talk.rest is None:
+                channel.close()
+                self._check_sudo(CommandResult(self.target.name, command, 1, "",
+                                               bytes(talk.said).decode("utf-8", "replace"), 0.0))
+                raise SSHError(self.target.name, "become", f"{self.endpoint.where}: sudo ended before "
+                               f"starting the command ({short(self._redact(bytes(talk.said)))})")
+            rest = talk.rest
+        return Stream(self.target.name, channel, max_line=max_line, secrets=self._secrets(), initial=rest)
 
-    def _exec(self, script: str, payload: bytes, limit: float, shown: str) -> tuple[int, bytes, bytes]:
+    def _secrets(self) -> tuple[str, ...]:
+        become = self.target.become_password or os.environ.get("VXLAN_BECOME_PASSWORD")
+        return self.endpoint.secrets() + ((become,) if become else ())
+
+    def _redact(self, data: bytes) -> str:
+        return redact(data.decode("utf-8", "replace"), self._secrets())
+
+    def _become_talk(self, channel: paramiko.Channel, secret: _BecomeSecret, deadline: float, *,
+                     combined: bool, out: bytearray | None = None) -> _Talk:
+        """Until the command starts: the password goes to sudo only when sudo prints its prompt (a
+        NOPASSWD rule or cached credentials ask nothing, and a password sent anyway would be the first line
+        of the command's stdin). `rest` is what followed the start mark, None if sudo ended first."""
+        recv = channel.recv if combined else channel.recv_stderr
+        ready = channel.recv_ready if combined else channel.recv_stderr_ready
+        said = bytearray()
+        answered = 0
+        while True:
+            while ready():
+                said += recv(_READ_CHUNK)
+            while out is not None and channel.recv_ready():
+                out += channel.recv(_READ_CHUNK)
+            at = said.find(secret.mark)
+            if at >= 0:
+                return _Talk(said[:at].replace(secret.prompt, b""), bytes(said[at + len(secret.mark):]))
+            prompts = said.count(secret.prompt)
+            if prompts > answered:
+                if answered:
+                    self._kill_remote(channel)
+                    raise SSHError(self.target.name, "become",
+                                   f"{self.endpoint.where}: become failed for user {self.endpoint.user} (sudo "
+                                   "refused the become password); fix ansible_become_password / "
+                                   "VXLAN_BECOME_PASSWORD")
+                channel.sendall(secret.password.encode() + b"\n")
+                answered = prompts
+            if len(said) > _BECOME_TALK:
+                self._kill_remote(channel)
+                raise SSHError(self.target.name, "too-much-output",
+                               f"{self.endpoint.where}: sudo printed more than {_BECOME_TALK // 1024} KiB "
+                               "before starting the command; check sudo on the node")
+            if (channel.eof_received or channel.closed) and not ready():
+                return _Talk(said.replace(secret.prompt, b""), None)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill_remote(channel)
+                raise SSHError(self.target.name, "timeout",
+                               f"{self.endpoint.where}: sudo did not start the command within the time limit; "
+                               "check sudo on the node")
+            _wait_readable(channel.fileno(), left)
+
+    def _exec(self, script: str, payload: bytes, limit: float, shown: str, max_output: int,
+              secret: _BecomeSecret | None = None) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + limit
         client = self._hub.client(self.endpoint)
         transport = client.get_transport()
@@ -164,6 +236,13 @@ class Connection:
         out, err = bytearray(), bytearray()
         try:
             channel.exec_command(script)
+            if secret is not None:
+                talk = self._become_talk(channel, secret, deadline, combined=False, out=out)
+                err += talk.said if talk.rest is None else talk.rest
+                if talk.rest is None:  # sudo refused: its words and exit status are the result
+                    channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+                    status = channel.recv_exit_status() if channel.exit_status_ready() else 1
+                    return status, bytes(out), bytes(err)
             pending = memoryview(payload)
             if not pending:
                 channel.shutdown_write()  # like ssh -n: commands reading stdin see EOF, not a hang
@@ -171,8 +250,10 @@ class Connection:
             while True:
                 while channel.recv_ready():
                     out += channel.recv(_READ_CHUNK)
+                    self._check_size(channel, len(out) + len(err), max_output, shown)
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(_READ_CHUNK)
+                    self._check_size(channel, len(out) + len(err), max_output, shown)
                 if pending and channel.send_ready():
                     pending = pending[channel.send(pending[:_READ_CHUNK]) :]
                     if not pending:
@@ -200,10 +281,20 @@ class Connection:
                 self.target.name,
                 "unreachable",
                 f"{self.endpoint.where}: connection lost while running {short(shown)} "
-                f"({redact(str(exc), self.endpoint.secrets())})",
+                f"({redact(str(exc), self._secrets())})",
             ) from None
         finally:
             channel.close()
+
+    def _check_size(self, channel: paramiko.Channel, size: int, limit: int, shown: str) -> None:
+        if size > limit:
+            self._kill_remote(channel)
+            raise SSHError(
+                self.target.name,
+                "too-much-output",
+                f"{self.endpoint.where}: {short(shown)} printed more than {_size(limit)}; stopped it "
+                "(check the node: a healthy one prints far less)",
+            )
 
     @staticmethod
     def _kill_remote(channel: paramiko.Channel) -> None:
@@ -226,7 +317,7 @@ class Connection:
         )
         if not (refused or missing):
             return
-        why = "sudo is not installed" if missing else redact(sudo_lines[-1], [self.target.become_password])
+        why = "sudo is not installed" if missing else redact(sudo_lines[-1], self._secrets())
         raise SSHError(
             self.target.name,
             "become",
@@ -257,10 +348,13 @@ class Connection:
 class Stream:
     """A remote command that is still running: write to its stdin, read its output a line at a time."""
 
-    def __init__(self, host: str, channel: paramiko.Channel) -> None:
+    def __init__(self, host: str, channel: paramiko.Channel, *, max_line: int = MAX_LINE,
+                 secrets: Sequence[str] = (), initial: bytes = b"") -> None:
         self.host = host
         self._channel = channel
-        self._buffer = bytearray()
+        self._buffer = bytearray(initial)
+        self._max_line = max_line
+        self._secrets = tuple(s for s in secrets if s)
 
     def write(self, data: bytes) -> None:
         try:
@@ -269,20 +363,34 @@ class Stream:
             raise SSHError(self.host, "unreachable", f"{self.host}: lost the session while writing ({exc})") from None
 
     def readline(self, timeout: float) -> str | None:
-        """The next line without its newline; None when `timeout` passes or the output ends first."""
+        """The next line without its newline; None when `timeout` passes or the output ends first.
+
+        The time limit holds even for output that never pauses, and a line longer than max_line is an
+        SSHError (kind too-much-output): a node cannot make the runner read or hold without bound."""
         deadline = time.monotonic() + timeout
         channel = self._channel
-        while b"\n" not in self._buffer:
-            if channel.recv_ready():
+        searched = 0
+        while (end := self._buffer.find(b"\n", searched)) < 0:
+            searched = len(self._buffer)
+            if searched > self._max_line:
+                raise SSHError(self.host, "too-much-output",
+                               f"{self.host}: the remote command printed a line longer than {_size(self._max_line)}")
+            left = deadline - time.monotonic()
+            if channel.recv_ready() and left > 0:
                 self._buffer += channel.recv(_READ_CHUNK)
                 continue
-            left = deadline - time.monotonic()
             if channel.eof_received or channel.closed or left <= 0:
                 return None
             _wait_readable(channel.fileno(), left)
-        line, _, rest = bytes(self._buffer).partition(b"\n")
-        self._buffer = bytearray(rest)
-        return line.decode("utf-8", "replace")
+        if end > self._max_line:
+            raise SSHError(self.host, "too-much-output",
+                           f"{self.host}: the remote command printed a line longer than {_size(self._max_line)}")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        text = line.decode("utf-8", "replace")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def close(self, grace: float = 2.0) -> None:
         """End the command on the node: EOF on its stdin first (the agent leaves at once), and wait for
@@ -295,6 +403,42 @@ class Stream:
                 Connection._kill_remote(channel)
         channel.close()
 
+
+@dataclass(frozen=True)
+class _BecomeSecret:
+    """The become password and this command's sudo prompt and start mark (random, so the command's own
+    output cannot fake them)."""
+
+    password: str = field(repr=False)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def prompt(self) -> bytes:
+        return f"[vxc-sudo-{self.token}]".encode()
+
+    @property
+    def mark(self) -> bytes:
+        return f"vxc-become-{self.token}\n".encode()
+
+
+@dataclass
+class _Talk:
+    said: bytes | bytearray  # what sudo printed before the command (prompts removed)
+    rest: bytes | None  # what followed the start mark; None: sudo ended without starting the command
+
+
+def _sudo(script: str, secret: _BecomeSecret | None) -> str:
+    """`script` under sudo. Without a password: sudo -n (never reads stdin). With one: sudo -S with a
+    prompt of our own, and a start mark the runner waits for before it sends anything to stdin."""
+    if secret is None:
+        return f"{SUDO} -- {script}"
+    start = 'printf "%s\\n" "$0" >&2; exec "$@"'
+    mark = secret.mark.decode().strip()
+    return f"sudo -S -p {shlex.quote(secret.prompt.decode())} -- sh -c {shlex.quote(start)} {mark} {script}"
+
+
+def _size(count: int) -> str:
+    return f"{count / MiB:g} MiB" if count >= MiB else f"{count / 1024:g} KiB"
 
 
 def _wait_readable(fd: int, timeout: float) -> None:

@@ -26,7 +26,10 @@ class _ProxyCommand(paramiko.ProxyCommand):
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Unknown host keys: error (strict), record (accept-new) or accept (off)."""
+    """Unknown host keys: error (strict), record (accept-new) or accept (off). A known key that changed
+    never gets here: paramiko raises BadHostKeyException for it under every policy, as the known_hosts file
+    is loaded for `off` too (OpenSSH's StrictHostKeyChecking=no refuses password authentication then; we
+    refuse the connection)."""
 
     def __init__(self, hub: Hub, endpoint: Endpoint) -> None:
         self.hub = hub
@@ -99,7 +102,7 @@ class Hub:
     def _connect(self, ep: Endpoint) -> paramiko.SSHClient:
         sock = self._open_socket(ep)
         client = paramiko.SSHClient()
-        if ep.policy != "off" and os.path.isfile(ep.known_hosts):
+        if os.path.isfile(ep.known_hosts):  # for `off` too: a changed known key is an attack, not a new host
             try:
                 client._host_keys = self.known_hosts(ep.known_hosts)  # paramiko has no public setter
             except (OSError, paramiko.SSHException) as exc:

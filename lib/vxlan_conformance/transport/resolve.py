@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from dataclasses import dataclass, field, replace
 
 import paramiko
@@ -14,6 +15,11 @@ from vxlan_conformance.transport.errors import SSHError
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "off")
 MAX_JUMP_DEPTH = 8
+# What a host or user name may hold when it is put into a ProxyCommand (%h, %r, or paramiko's expansion of a
+# config ProxyCommand): the command is split into words, so a space or quote in ansible_host would add
+# arguments of its own (`-oProxyCommand=...` to an `ssh -W %h:%p bastion`). OpenSSH refuses such names too.
+_PROXY_SAFE_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
+_PROXY_SAFE_USER = re.compile(r"^[A-Za-z0-9_.@-]+$")
 # StrictHostKeyChecking values -> our policy names
 _STRICT_HOST_KEY_CHECKING = {
     "yes": "strict",
@@ -133,6 +139,7 @@ def resolve(
         first = next((k for k in proxy_source if k in ("proxyjump", "proxycommand")), None)
         value = str(proxy_source.get(first, "")) if first else ""
         if first == "proxycommand" and value.lower() != "none":
+            _check_proxy_words(target, hostname, user)
             proxy_command = (
                 ssh_config.expand_proxy_command(value, hostname, port, user) if proxy_source is args else value
             )
@@ -144,16 +151,33 @@ def resolve(
     return Endpoint(target.name, hostname, port, user, keys, target.password, proxy_command, jump, policy, known_hosts)
 
 
+def _check_proxy_words(target: Target, hostname: str, user: str) -> None:
+    for what, value, pattern, fix in (("host name", hostname, _PROXY_SAFE_HOST, "ansible_host / HostName"),
+                                      ("user name", user, _PROXY_SAFE_USER, "ansible_user / User")):
+        if value.startswith("-") or not pattern.match(value):
+            raise SSHError(
+                target.name,
+                "config",
+                f"{target.name}: {what} {value!r} has characters a ProxyCommand would split into arguments "
+                f"(spaces, quotes, shell characters, a leading '-'); fix {fix}",
+            )
+
+
 def _host_key_settings(
     target: Target, options: SSHOptions, args: dict[str, object], cfg: paramiko.SSHConfigDict
 ) -> tuple[str, str]:
-    """Policy and known_hosts file, first found: common args (-o StrictHostKeyChecking / UserKnownHostsFile,
-    ssh's command line), the inventory's vxlan_host_key_policy / vxlan_known_hosts, the user's ssh config
-    (which Ansible's ssh honours too), then strict and ~/.ssh/known_hosts."""
-    if "stricthostkeychecking" in args:
-        policy = _policy(target, args["stricthostkeychecking"], "ansible_ssh_common_args")
-    elif options.host_key_policy:
+    """Policy and known_hosts file, first found: the inventory's explicit vxlan_host_key_policy /
+    vxlan_known_hosts, common args (-o StrictHostKeyChecking / UserKnownHostsFile, ssh's command line), the
+    user's ssh config (which Ansible's ssh honours too), then strict and ~/.ssh/known_hosts.
+
+    An explicit vxlan_host_key_policy wins: `StrictHostKeyChecking=no` in shared common args must not switch
+    off what the suite's own setting asks for. Whatever the policy, the known_hosts file is read (see
+    hub.py): like OpenSSH, `no` accepts UNKNOWN keys only; a known key that changed stops the connection
+    before any password is sent."""
+    if options.host_key_policy:
         policy = options.host_key_policy
+    elif "stricthostkeychecking" in args:
+        policy = _policy(target, args["stricthostkeychecking"], "ansible_ssh_common_args")
     elif "stricthostkeychecking" in cfg:
         policy = _policy(target, cfg["stricthostkeychecking"], "the ssh config")
     else:
@@ -164,7 +188,7 @@ def _host_key_settings(
             "config",
             f"{target.name}: host key policy {policy!r} unknown; use one of {', '.join(HOST_KEY_POLICIES)}",
         )
-    candidates = (args.get("userknownhostsfile"), options.known_hosts, cfg.get("userknownhostsfile"))
+    candidates = (options.known_hosts, args.get("userknownhostsfile"), cfg.get("userknownhostsfile"))
     files = next((str(c).split() for c in candidates if c and str(c).split()), ["~/.ssh/known_hosts"])
     return policy, os.path.expanduser(files[0])
 
