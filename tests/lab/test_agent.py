@@ -12,6 +12,7 @@ import pytest
 
 from tests.lab.agent_netns import Overlay, SubprocessAgent, requires_root, three_node_overlay
 from vxlan_conformance.agent import agent_source, launch_payload, python_command
+from vxlan_conformance.agent.vxlan_agent import ECHO_HEADER, ECHO_MAGIC
 from vxlan_conformance.mesh.agents import build_plans
 
 PROBE_PORT = 18472
@@ -119,25 +120,30 @@ def test_agent_leaves_when_stdin_closes(overlay, label):
     assert time.monotonic() - started < 2
 
 
-def udp_echo_from(overlay: Overlay, name: str, target: str) -> str:
+def udp_echo_from(overlay: Overlay, name: str, target: str, payload: bytes) -> str:
     """Send one datagram from inside `name` to the responder and say whether an echo came back."""
     code = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(1.0)\n"
-            f"s.sendto(b'hello', ({target!r}, {PROBE_PORT}))\n"
-            "try:\n    print('reply' if s.recvfrom(100)[0] == b'hello' else 'other')\n"
+            f"s.sendto({payload!r}, ({target!r}, {PROBE_PORT}))\n"
+            f"try:\n    print('reply' if s.recvfrom(100)[0] == {payload!r} else 'other')\n"
             "except socket.timeout:\n    print('none')\n")
     return overlay.exec(name, ["python3", "-c", code]).stdout.strip()
 
 
-def test_responder_answers_only_plan_peers(overlay):
+def test_responder_answers_only_plan_peers_probes_of_its_run(overlay):
     python = interpreter("py3.11")
     plan = plans_for(overlay, [("agt-1", "agt-2")], python, deadline_s=20)["agt-2"]
     agent = start(overlay, "agt-2", plan, python)
     expect(agent, "READY")
-    assert udp_echo_from(overlay, "agt-3", "198.19.200.2") == "none"  # agt-3 is not in the plan
-    assert udp_echo_from(overlay, "agt-1", "198.19.200.2") == "reply"
+    probe = ECHO_HEADER.pack(ECHO_MAGIC, int(plan["run_id"]) & 0xFFFF, 0, 0, 1) + b"payload"
+    foreign_run = ECHO_HEADER.pack(ECHO_MAGIC, (int(plan["run_id"]) + 1) & 0xFFFF, 0, 0, 1)
+    assert udp_echo_from(overlay, "agt-3", "198.19.200.2", probe) == "none"  # agt-3 is not in the plan
+    assert udp_echo_from(overlay, "agt-1", "198.19.200.2", b"hello") == "none"  # no probe header
+    assert udp_echo_from(overlay, "agt-1", "198.19.200.2", foreign_run) == "none"  # another run's probe
+    assert udp_echo_from(overlay, "agt-1", "198.19.200.2", probe) == "reply"
     agent.write(b"STOP\n")
     evidence = expect(agent, "EVIDENCE")
-    assert evidence["responder"] == {"answered": {"agt-1": 1}, "refused": {"198.19.200.3": 1}}
+    assert evidence["responder"] == {"answered": {"agt-1": 1},
+                                     "refused": {"198.19.200.3": 1, "198.19.200.1": 2}}
 
 
 @pytest.mark.parametrize(("change", "message"), [
