@@ -233,7 +233,7 @@ def netfilter_counters(iptables_text, nft_text):
             continue
         match = NFT_COUNTER.search(line)
         if match and table and chain:
-            rule = (line[:match.start()] + line[match.end():]).strip()
+            rule = (line[:match.start()] + " counter" + line[match.end():]).strip()
             rule = " ".join(rule.split())
             key = "nft %s %s %s" % (table, chain, rule)
             counts[key] = counts.get(key, 0) + int(match.group(1))

@@ -163,6 +163,8 @@ def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | N
     rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
     rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
     if rules:
+        if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
+            rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
         rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
         quoted = "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2])
         zone = _firewalld_zone(path)
