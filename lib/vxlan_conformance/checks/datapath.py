@@ -337,8 +337,31 @@ def describe(run: RunData, a: str, b: str) -> str:
                      f"{b} UdpInCsumErrors +{cap.receiver_in_csum_errors_delta}")
     else:
         lines.append(f"no capture at {b}")
+    lines += _receive_path_lines(ev, a, b)
     lines += ev.errors
     return "\n".join(lines)
+
+
+def _receive_path_lines(ev: PairEvidence, a: str, b: str) -> list[str]:
+    """B's own receive path during the mesh (all peers' traffic, not only A's), and A's ICMP errors from B."""
+    path = ev.receive_path
+    lines = []
+    if path.available:
+        udp = ", ".join(f"{k} +{v}" for k, v in sorted(path.udp_delta.items()) if k != "InDatagrams")
+        device = ", ".join(f"{k} +{v}" for k, v in sorted(path.device_delta.items()) if k.startswith("rx"))
+        rpf = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
+        lines.append(f"at {b} during the probes: Udp {udp or 'unread'}; {path.device} {device or 'unread'}; "
+                     f"rp_filter {rpf or 'unread'}, IPReversePathFilter +{path.rp_filter_drops_delta}")
+        drops = path.dropping_rules()
+        if drops:
+            lines.append(f"{b}'s netfilter rules that dropped or rejected packets during the probes: "
+                         + "; ".join(f"{_rule_text(r.rule)} +{r.packets}" for r in drops[:4]))
+        elif not path.netfilter_listed:
+            lines.append(f"{b}'s netfilter rules could not be listed (no iptables-save or nft)")
+    if ev.icmp_errors:
+        lines.append(f"ICMP errors {a} got from {b}: "
+                     + ", ".join(f"{k.replace('_', ' ')} x{v}" for k, v in sorted(ev.icmp_errors.items())))
+    return lines
 
 
 def _answer(probe: Probe) -> str:

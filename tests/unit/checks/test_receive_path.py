@@ -124,3 +124,27 @@ def test_recorded_evidence_round_trips_and_keeps_only_probe_frames():
 def test_rule_verdicts(rule, verdict, input_path):
     hit = RuleHits(rule, 3)
     assert hit.verdict == verdict and hit.input_path == input_path
+
+
+def test_rp_filter_drops_are_named_when_no_rule_dropped():
+    """The iptables run's evidence with the firewall's hits taken away and rp_filter's drop counter risen
+    instead (as TcpExt IPReversePathFilter does when strict rp_filter drops the decapsulated packets)."""
+    run = RunData.load(FIXTURES / "firewall-iptables-node2.json")
+    for evidence in run.mesh.values():
+        if evidence.receiver == "node2":
+            evidence.receive_path.netfilter_delta = []
+            evidence.receive_path.rp_filter_drops_delta = 54
+            evidence.receive_path.rp_filter = {"all": 1, "default": 1, "flannel.1": 1, "eth0": 0}
+    results = {f"{a}->{b}": diagnose(run, a, b) for a, b in run.pairs()}
+    assert {p for p, r in results.items() if not r.passed} == into("node2")
+    assert all(results[p].codes == ("RP_FILTER_DROP",) for p in into("node2"))
+    assert "IPReversePathFilter +54" in results["node1->node2"].message
+    assert "answers are lost" in results["node2->node1"].note
+
+
+def test_the_evidence_shows_the_receivers_counters_and_the_icmp_errors():
+    results = verdicts("firewall-firewalld-node2")
+    evidence = results["node1->node2"].evidence
+    assert "at node2 during the probes: Udp" in evidence and "rx_packets +0" in evidence
+    assert "node2's netfilter rules that dropped or rejected packets" in evidence
+    assert "ICMP errors node1 got from node2: host prohibited/8472" in evidence
