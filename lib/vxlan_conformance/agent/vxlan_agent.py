@@ -186,20 +186,46 @@ def read_rp_filter(names):
 NFT_COUNTER = re.compile(r"\s*counter packets (\d+) bytes \d+")
 IPT_COUNTER = re.compile(r"^\[(\d+):\d+\]\s*")
 IPT_POLICY = re.compile(r"^:(\S+) (\S+) \[(\d+):\d+\]")
-COMMAND_BYTES = 1 << 20
+COMMAND_BYTES = 4 << 20  # kube-proxy's iptables rules on a big cluster are a few MB
+COMMAND_SECONDS = 3.0
 
 
-def read_command(argv):
+def read_command(argv, limit_s=COMMAND_SECONDS):
     """Output of a read-only listing command (iptables-save -c, nft list ruleset), or None when the
-    node has no such command or it fails; bounded so a huge ruleset cannot flood the agent."""
+    node has no such command, it fails, or it does not finish within limit_s; at most COMMAND_BYTES are
+    read (a huge or endless output, e.g. a hostile PATH-first binary, is cut and the command ended)."""
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, _err = proc.communicate()
+        devnull = open(os.devnull, "wb")
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=devnull, stdin=devnull)
+        finally:
+            devnull.close()
     except (IOError, OSError):
         return None
-    if proc.returncode != 0:
+    chunks, size, complete = [], 0, False
+    until = time.time() + limit_s
+    try:
+        while size < COMMAND_BYTES:
+            left = until - time.time()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+        proc.stdout.close()
+        proc.wait()
+    if not complete or proc.returncode != 0:
         return None
-    return out[:COMMAND_BYTES].decode("utf-8", "replace")
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def netfilter_counters(iptables_text, nft_text):
