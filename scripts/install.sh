@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(openssh-server openssh-client iproute2 nftables iptables ethtool etcd-server etcd-client
-      tcpdump procps util-linux sudo kmod chromium)
+      tcpdump tshark procps util-linux sudo kmod chromium)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

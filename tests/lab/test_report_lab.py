@@ -124,8 +124,8 @@ def test_allure_results_carry_titles_steps_pcap_and_links(faulty_run: SuiteRun):
     assert [s["name"] for s in test["steps"]][-1] == f"Capture at {BLOCKED} of traffic from node1"
     assert any(link["url"].endswith("flannel-io/flannel/issues/871") for link in test["links"])
     kinds = {a["type"]: a for a in test["attachments"]}
-    pcap = faulty_run.reports / "allure-results" / kinds["application/vnd.tcpdump.pcap"]["source"]
-    assert pcap.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")   # a pcap file
+    pcap = faulty_run.reports / "allure-results" / kinds["application/x-pcapng"]["source"]
+    assert pcap.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" and pcap.suffix == ".pcapng"  # a pcapng section header
     assert {"text/plain", "application/json"} <= set(kinds)
     env = (faulty_run.reports / "allure-results" / "environment.properties").read_text()
     assert "cni=flannel" in env and "nodes=4" in env
@@ -177,7 +177,7 @@ def test_render_sees_what_a_page_fetches(tmp_path: Path):
 @pytest.mark.root
 def test_no_password_in_any_file_or_the_console(faulty_run: SuiteRun):
     written = [p for p in faulty_run.reports.rglob("*") if p.is_file()]
-    assert any(p.name == "summary.json" for p in written) and any(p.suffix == ".pcap" for p in written)
+    assert any(p.name == "summary.json" for p in written) and any(p.suffix == ".pcapng" for p in written)
     for secret in (PASSWORD, BECOME_PASSWORD):
         assert secret not in faulty_run.output
         leaked = [str(p) for p in written if secret.encode() in p.read_bytes()]

@@ -16,8 +16,10 @@ import errno
 import json
 import os
 import select
+import re
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -141,6 +143,200 @@ def read_udp_snmp():
     if len(rows) < 2:
         return {}
     return dict(zip(rows[0][1:], [int(value) for value in rows[1][1:]]))
+
+
+def read_netstat(name):
+    """One counter of /proc/net/netstat (TcpExt: IPReversePathFilter counts rp_filter drops), or None."""
+    try:
+        with open("/proc/net/netstat") as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return None
+    for head, values in zip(lines[::2], lines[1::2]):
+        names, numbers = head.split()[1:], values.split()[1:]
+        if name in names and len(numbers) == len(names):
+            return int(numbers[names.index(name)])
+    return None
+
+
+def read_device(device):
+    """rx/tx counters of a network device (the VXLAN device: did it decapsulate anything?), or {}."""
+    out = {}
+    for name in ("rx_packets", "rx_dropped", "rx_errors", "tx_packets", "tx_dropped", "tx_errors"):
+        try:
+            with open(os.path.join("/sys/class/net", device, "statistics", name)) as handle:
+                out[name] = int(handle.read().strip())
+        except (IOError, OSError, ValueError):
+            pass
+    return out
+
+
+def read_rp_filter(names):
+    """rp_filter of all, default and the named interfaces (the kernel applies max(all, interface))."""
+    out = {}
+    for name in ("all", "default") + tuple(names):
+        try:
+            with open("/proc/sys/net/ipv4/conf/%s/rp_filter" % name) as handle:
+                out[name] = int(handle.read().strip())
+        except (IOError, OSError, ValueError):
+            pass
+    return out
+
+
+NFT_COUNTER = re.compile(r"\s*counter packets (\d+) bytes \d+")
+IPT_COUNTER = re.compile(r"^\[(\d+):\d+\]\s*")
+IPT_POLICY = re.compile(r"^:(\S+) (\S+) \[(\d+):\d+\]")
+COMMAND_BYTES = 4 << 20  # kube-proxy's iptables rules on a big cluster are a few MB
+COMMAND_SECONDS = 3.0
+
+
+def read_command(argv, limit_s=COMMAND_SECONDS):
+    """Output of a read-only listing command (iptables-save -c, nft list ruleset), or None when the
+    node has no such command, it fails, or it does not finish within limit_s; at most COMMAND_BYTES are
+    read (a huge or endless output, e.g. a hostile PATH-first binary, is cut and the command ended)."""
+    try:
+        devnull = open(os.devnull, "wb")
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=devnull, stdin=devnull)
+        finally:
+            devnull.close()
+    except (IOError, OSError):
+        return None
+    chunks, size, complete = [], 0, False
+    until = time.time() + limit_s
+    try:
+        while size < COMMAND_BYTES:
+            left = until - time.time()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+        proc.stdout.close()
+        proc.wait()
+    if not complete or proc.returncode != 0:
+        return None
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def netfilter_counters(iptables_text, nft_text):
+    """{rule key: packets} of every counted rule: iptables-save -c lines (`table chain rule`, chain
+    policies as `table chain policy DROP`) and nft rules with a counter (`table chain rule`)."""
+    counts = {}
+    table = None
+    for line in (iptables_text or "").splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            continue
+        policy = IPT_POLICY.match(line)
+        if policy and policy.group(2) != "-":
+            counts["iptables %s %s :policy %s" % (table, policy.group(1), policy.group(2))] = int(policy.group(3))
+            continue
+        counter = IPT_COUNTER.match(line)
+        if counter:
+            rule = line[counter.end():]
+            parts = rule.split()
+            chain = parts[1] if len(parts) > 1 and parts[0] == "-A" else "?"
+            key = "iptables %s %s %s" % (table, chain, rule)
+            counts[key] = counts.get(key, 0) + int(counter.group(1))
+    table = chain = None
+    for line in (nft_text or "").splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "table" and words[-1] == "{":
+            table, chain = " ".join(words[1:-1]), None
+            continue
+        if len(words) >= 2 and words[0] == "chain" and words[-1] == "{":
+            chain = words[1]
+            continue
+        match = NFT_COUNTER.search(line)
+        if match and table and chain:
+            rule = (line[:match.start()] + " counter" + line[match.end():]).strip()
+            rule = " ".join(rule.split())
+            key = "nft %s %s %s" % (table, chain, rule)
+            counts[key] = counts.get(key, 0) + int(match.group(1))
+    return counts
+
+
+def firewalld_zones():
+    """firewalld's default and active zones, read-only, when firewall-cmd is on the node and running."""
+    state = read_command(["firewall-cmd", "--state"])
+    if state is None or "running" not in state:
+        return None
+    return {"default": (read_command(["firewall-cmd", "--get-default-zone"]) or "").strip(),
+            "active": (read_command(["firewall-cmd", "--get-active-zones"]) or "").strip()[:2000]}
+
+
+class ReceivePath(object):
+    """Read-only snapshots of this node's receive path around the mesh: UDP MIB, the VXLAN device's
+    counters, rp_filter and its drop counter, netfilter rule counters (before and after: which rules
+    matched packets while the probes ran) and firewalld's zones."""
+
+    def __init__(self, device, underlay_if):
+        self.device = device
+        self.underlay_if = underlay_if
+        self.before = self.snapshot()
+
+    def snapshot(self):
+        return {"udp": read_udp_snmp(), "device": read_device(self.device) if self.device else {},
+                "rp_filter_drops": read_netstat("IPReversePathFilter"),
+                "netfilter": netfilter_counters(read_command(["iptables-save", "-c"]),
+                                                read_command(["nft", "list", "ruleset"]))}
+
+    def result(self, max_rules=40):
+        after = self.snapshot()
+        before = self.before
+        udp = dict((name, after["udp"].get(name, 0) - before["udp"].get(name, 0))
+                   for name in ("InDatagrams", "NoPorts", "InErrors", "RcvbufErrors", "InCsumErrors")
+                   if name in after["udp"])
+        device = dict((name, value - before["device"].get(name, 0)) for name, value in after["device"].items())
+        rules = []
+        for key, packets in after["netfilter"].items():
+            delta = packets - before["netfilter"].get(key, 0)
+            if delta > 0 and len(rules) < max_rules:
+                rules.append({"rule": key[:400], "packets": delta})
+        drops = None
+        if after["rp_filter_drops"] is not None and before["rp_filter_drops"] is not None:
+            drops = after["rp_filter_drops"] - before["rp_filter_drops"]
+        return {"udp_delta": udp, "device": self.device, "device_delta": device,
+                "rp_filter": read_rp_filter([n for n in (self.device, self.underlay_if) if n]),
+                "rp_filter_drops_delta": drops, "netfilter_delta": rules,
+                "netfilter_listed": bool(after["netfilter"]) or bool(before["netfilter"]),
+                "firewalld": firewalld_zones()}
+
+
+ICMP_UNREACH_CODES = {3: "port_unreachable", 9: "net_prohibited", 10: "host_prohibited", 13: "admin_prohibited",
+                      1: "host_unreachable", 0: "net_unreachable", 4: "frag_needed"}
+
+
+def icmp_error_of(packet, peers):
+    """(peer name, kind, udp dport) of an ICMP destination-unreachable a peer sent about one of our UDP
+    datagrams to it (its VXLAN or probe port), or None."""
+    if len(packet) < 20:
+        return None
+    ihl = (bytearray(packet[:1])[0] & 0x0F) * 4
+    if len(packet) < ihl + 8 + 20 + 4:
+        return None
+    icmp_type, code = struct.unpack_from("!BB", packet, ihl)
+    if icmp_type != 3:
+        return None
+    inner = ihl + 8
+    inner_ihl = (bytearray(packet[inner:inner + 1])[0] & 0x0F) * 4
+    if bytearray(packet[inner + 9:inner + 10])[0] != 17 or len(packet) < inner + inner_ihl + 4:
+        return None
+    name = peers.get(socket.inet_ntoa(packet[inner + 16:inner + 20]))
+    if name is None:
+        return None
+    dport = struct.unpack_from("!H", packet, inner + inner_ihl + 2)[0]
+    return name, ICMP_UNREACH_CODES.get(code, "code_%d" % code), dport
 
 
 def set_buffer(sock, force_opt, opt):
@@ -304,7 +500,10 @@ class PeerCapture(object):
         self.frames = []
         self.bad_frames = []
 
-    def add(self, frame, info, status, vxlan_port, icmp_id):
+    def add(self, frame, info, status, vxlan_ports, icmp_id, is_probe_echo=False):
+        """Count every frame from the peer; keep the bytes of the suite's own probes only."""
+        if isinstance(vxlan_ports, int):
+            vxlan_ports = (vxlan_ports,)
         key = str(info["dport"])
         bounded_add(self.outer_srcs, info["src"])
         self.by_dport[key] = self.by_dport.get(key, 0) + 1
@@ -314,13 +513,17 @@ class PeerCapture(object):
         if status & TP_STATUS_CSUM_VALID:
             self.status_flags["csum_valid"] += 1
         vxlan_off = info["udp_off"] + 8
-        if info["dport"] == vxlan_port and len(frame) >= vxlan_off + 14:
+        probe = is_probe_echo
+        if info["dport"] in vxlan_ports and len(frame) >= vxlan_off + 14:
             vni = struct.unpack_from("!I", frame, vxlan_off + 4)[0] >> 8
             bounded_add(self.vnis, vni)
             bounded_add(self.inner_dst_macs, ":".join("%02x" % b for b in bytearray(frame[vxlan_off + 8:vxlan_off + 14])))
             kind = probe_kind(frame, vxlan_off + 8, icmp_id)
             if kind is not None:
+                probe = True
                 self.requests[kind]["bad" if info["csum"] == "bad" else "intact"] += 1
+        if not probe:  # only the suite's own probes are kept: other traffic (pods') never leaves the node
+            return
         kept = self.bad_frames if info["csum"] == "bad" else self.frames
         if len(kept) < self.keep:
             kept.append({"hex": binascii.hexlify(frame[:self.snap]).decode("ascii"), "tp_status": status,
@@ -373,6 +576,9 @@ class Agent(object):
         self.backoff_streak = 0
         self.sent_reported = False
         self.snmp_before = read_udp_snmp()
+        self.vxlan_ports = set([self.vxlan_port]) | set(int(p) for p in plan.get("vxlan_ports", []))
+        self.icmp_errors = {}
+        self.receive_path = ReceivePath(plan.get("device"), plan["underlay_if"])
 
     def _underlay_mtu(self, ifname):
         try:
@@ -400,6 +606,8 @@ class Agent(object):
             self.icmp.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
             self.icmp.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             set_buffer(self.icmp, SO_RCVBUFFORCE, socket.SO_RCVBUF)
+            self.icmp_err = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            self.sockets.append(self.icmp_err)  # unbound: ICMP errors peers send to our underlay address
             self.capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
             self.sockets.append(self.capture)
             self.capture.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
@@ -596,13 +804,38 @@ class Agent(object):
             if pkttype == PACKET_OUTGOING:
                 continue
             info = parse_frame(frame, status)
-            if info is None or info["dport"] not in (self.vxlan_port, self.probe_port):
+            if info is None or (info["dport"] not in self.vxlan_ports and info["dport"] != self.probe_port):
                 continue
             name = self.peers.get(info["src"])
-            if name is None and info["dport"] == self.vxlan_port:
+            if name is None and info["dport"] in self.vxlan_ports:
                 name = self.peer_vteps.get(inner_source(frame, info["udp_off"] + 16))
             if name is not None:
-                self.captures[name].add(frame, info, status, self.vxlan_port, self.icmp_id)
+                echo = info["dport"] == self.probe_port and self._is_echo(frame, info["udp_off"] + 8)
+                self.captures[name].add(frame, info, status, self.vxlan_ports, self.icmp_id, echo)
+
+    def _is_echo(self, frame, offset):
+        """A UDP echo probe of this run (magic and run id), not some other datagram to the probe port."""
+        if len(frame) < offset + ECHO_HEADER.size:
+            return False
+        magic, run_id = ECHO_HEADER.unpack_from(frame, offset)[:2]
+        return magic == ECHO_MAGIC and run_id == self.run_id
+
+    def on_icmp_error(self):
+        """Count destination-unreachable errors peers send about our datagrams (port unreachable: nothing
+        listens; host/admin prohibited: a firewall's REJECT), per peer, kind and port."""
+        while True:
+            try:
+                packet = self.icmp_err.recv(65536)
+            except (OSError, socket.error):
+                return
+            found = icmp_error_of(packet, self.peers)
+            if found is None:
+                continue
+            name, kind, dport = found
+            per_peer = self.icmp_errors.setdefault(name, {})
+            key = "%s/%d" % (kind, dport)
+            if key in per_peer or len(per_peer) < MAX_SET:
+                per_peer[key] = per_peer.get(key, 0) + 1
 
     def _rtt(self, target, key):
         sent = target.sent_at.get(key)
@@ -626,6 +859,8 @@ class Agent(object):
             "captured": dict((name, capture.result()) for name, capture in self.captures.items()),
             "responder": {"answered": self.answered, "refused": self.refused},
             "snmp_udp": {"before": self.snmp_before, "after": read_udp_snmp()},
+            "icmp_errors": self.icmp_errors,
+            "receive_path": self.receive_path.result(),
             "elapsed_s": round(time.time() - self.started, 3),
             "sending": {"attempts": self.attempt, "queued": len(self.queue), "done": self.sent_reported,
                         "backoffs": self.backoffs,
@@ -651,7 +886,7 @@ def emit(tag, payload):
 def serve(agent, pending):
     """Event loop: commands on stdin, answers and captures on sockets, probes after GO, until STOP."""
     handlers = {agent.responder: agent.on_responder, agent.client: agent.on_client,
-                agent.icmp: agent.on_icmp, agent.capture: agent.on_capture}
+                agent.icmp: agent.on_icmp, agent.capture: agent.on_capture, agent.icmp_err: agent.on_icmp_error}
     buffered = pending
     stdin_open = True
     while True:

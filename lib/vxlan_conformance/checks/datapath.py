@@ -59,7 +59,8 @@ def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
 @check("datapath", "Datapath", "pair", codes=(
     "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
     "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
-    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH"))
+    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH",
+    "UNDERLAY_MTU_TOO_SMALL", "RP_FILTER_DROP"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -73,6 +74,9 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult(subject, ("MESH_FAILED",), "; ".join(evidence.errors), values=values)
     text = describe(run, a, b)
     answered = evidence.answered
+    if answered and (cause := underlay_mtu_cause(run, a, b)) and not (
+            evidence.udp_echo.ok and evidence.df_probe.reply_seen):
+        return CheckResult(subject, cause[0], cause[1], evidence=text, values={**values, "mtu": cause[2]})
     if answered and evidence.udp_echo.ok:
         if evidence.df_probe.reply_seen:
             return CheckResult(subject, evidence=text)
@@ -109,16 +113,146 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
         return (("OUTER_CHECKSUM_BAD",),
                 f"{b} receives {a}'s VXLAN packets with an invalid outer UDP checksum and drops them "
                 f"({seen.bad_csum} bad at port {port}); {a} runs kernel {kernel}")
+    if cause := port_cause(run, a, b):
+        return cause
     if evidence.vxlan_frame.sent and seen.vxlan_seen == 0:
         nothing = " and nothing at all from it at the probe port either" if seen.probe_seen == 0 else ""
         return (("UDP_PORT_BLOCKED",),
                 f"{a}'s packets to {b}:{port}/udp never reach {b}'s network interface{nothing}: a firewall "
                 "or security group drops them on the way")
+    if not evidence.answered and (cause := receive_path_cause(run, a, b, seen)):
+        return cause
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
         return cause
     if evidence.overlay_ping.sent and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
+
+
+def port_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """A's kernel sends its VXLAN to B at A's device port, B's device listens on another: B's kernel has
+    no socket there and drops them (UdpNoPorts, ICMP port unreachable). Config drift after a port change
+    (seed 002 moved the port to 8475)."""
+    evidence = run.mesh[f"{a}->{b}"]
+    facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if facts_a is None or facts_b is None or facts_a.device is None or facts_b.device is None:
+        return None
+    sending, listening = facts_a.device.port, facts_b.device.port
+    if not sending or not listening or sending == listening or evidence.overlay_ping.reply_seen:
+        return None
+    device = run.overlay["device"]
+    seen = evidence.captured.at_port(sending) if evidence.captured.available else None
+    proof = [f"{b}'s capture saw {seen} of {a}'s packets at udp/{sending}" if seen is not None else "",
+             _counter(evidence, "NoPorts", f"{b} UdpNoPorts"), _icmp(evidence, "port_unreachable", sending, a, b)]
+    return (("VXLAN_PORT_MISMATCH",),
+            f"{a}'s {device} sends its VXLAN packets for {b} to udp/{sending}, but {b}'s {device} listens on "
+            f"udp/{listening}: {b}'s kernel has no socket there and drops them"
+            + _joined(proof))
+
+
+def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | None:
+    """A's requests reached B's NIC intact, yet nothing came back: name the hop on B that ate them, from
+    B's own counters around the mesh: a netfilter rule that dropped or rejected (B's host firewall), or
+    rp_filter."""
+    evidence = run.mesh[f"{a}->{b}"]
+    path = evidence.receive_path
+    arrived = seen.frame_requests + seen.overlay_requests
+    if not path.available or not arrived:
+        return None
+    port = evidence.vxlan_frame.port or int(run.overlay["port"])
+    rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
+    rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
+    if rules:
+        if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
+            rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
+        rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
+        quoted = "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2])
+        zone = _firewalld_zone(path)
+        proof = [_icmp(evidence, "host_prohibited", port, a, b), _icmp(evidence, "admin_prohibited", port, a, b),
+                 _device(path, b)]
+        return (("HOST_FIREWALL_DROP",),
+                f"{a}'s VXLAN packets reach {b}'s network interface intact ({arrived} probe requests captured), "
+                f"then {b}'s own firewall drops them: {quoted}{zone}" + _joined(proof))
+    drops = path.rp_filter_drops_delta or 0
+    strict = max(path.rp_filter.values(), default=0)
+    if drops > 0 and strict:
+        modes = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
+        return (("RP_FILTER_DROP",),
+                f"{a}'s VXLAN packets reach {b} intact, and {b}'s reverse path filter drops them "
+                f"(IPReversePathFilter +{drops} during the probes; rp_filter {modes})" + _joined([_device(path, b)]))
+    return None
+
+
+def underlay_mtu_cause(run: RunData, a: str, b: str) -> tuple[tuple[str, ...], str, int] | None:
+    """B's underlay interface takes smaller frames than A's overlay sends to it: the overlay MTU plus the
+    VXLAN overhead (50 bytes) does not fit into B's underlay MTU, so big packets die at B's NIC."""
+    facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if not facts_a or not facts_b or not facts_a.device or not facts_b.underlay or not facts_a.underlay:
+        return None
+    needs = (facts_a.device.mtu or 0) + 50
+    has = facts_b.underlay.mtu or 0
+    if not has or has >= needs or has >= (facts_a.underlay.mtu or 0):
+        return None
+    return (("UNDERLAY_MTU_TOO_SMALL",),
+            f"{b}'s underlay interface {facts_b.underlay.name} has MTU {has}, but {a}'s overlay sends frames of "
+            f"up to {needs} bytes ({run.overlay['device']} MTU {facts_a.device.mtu} + 50 bytes VXLAN) and of "
+            f"{facts_a.underlay.mtu} on the underlay: {b}'s NIC drops the bigger ones", has)
+
+
+def _names_port(rule: str, port: int) -> bool:
+    return f"dport {port}" in rule or f"--dport {port}" in rule or f"dports {port}" in rule
+
+
+def _catch_all(rule: str) -> bool:
+    """A rule that drops or rejects whatever reaches it (a chain's last rule, a chain policy): no match on
+    a protocol, port, address or interface before its verdict."""
+    words = rule.split()
+    if ":policy" in words:
+        return True
+    body = words[3:] if rule.startswith("iptables ") else words[4:]
+    selectors = {"-p", "--dport", "-s", "-d", "-i", "--dports", "dport", "saddr", "daddr", "iif", "iifname",
+                 "tcp", "udp", "icmp", "ct", "-m"}
+    head = body[:body.index("-j")] if "-j" in body else body
+    return not (set(head) & selectors)
+
+
+def _rule_text(key: str) -> str:
+    """The rule as its tool prints it: `-A INPUT ...`, `:INPUT DROP` (policy), `nft: inet filter input: ...`."""
+    words = key.split()
+    if key.startswith("iptables "):
+        if ":policy" in words:
+            return f"iptables -t {words[1]} -P {words[2]} {words[-1]}"
+        return "iptables -t " + words[1] + " " + " ".join(words[3:])
+    return f"nft {' '.join(words[1:3])} chain {words[3]}: {' '.join(words[4:])}"
+
+
+def _firewalld_zone(path) -> str:
+    if path.firewalld:
+        return f"; firewalld is running, default zone {path.firewalld.get('default') or '?'}"
+    zones = sorted({w[3:] for r in path.netfilter_delta for w in r.rule.split()
+                    if w.startswith("IN_") and not w.endswith(("_allow", "_deny", "_log", "_pre", "_post"))})
+    return f"; a firewalld ruleset (zone {', '.join(zones)})" if zones else ""
+
+
+def _counter(evidence: PairEvidence, name: str, label: str) -> str:
+    delta = evidence.receive_path.udp_delta.get(name) if evidence.receive_path.available else None
+    return f"{label} +{delta}" if delta else ""
+
+
+def _icmp(evidence: PairEvidence, kind: str, port: int, a: str, b: str) -> str:
+    count = evidence.icmp_errors.get(f"{kind}/{port}", 0)
+    return f"{a} got {count} ICMP {kind.replace('_', ' ')} from {b} for udp/{port}" if count else ""
+
+
+def _device(path, b: str) -> str:
+    if not path.device_delta:
+        return ""
+    return f"{b}'s {path.device} decapsulated {path.device_delta.get('rx_packets', 0)} packets during the probes"
+
+
+def _joined(parts: list[str]) -> str:
+    shown = [p for p in parts if p]
+    return " (" + "; ".join(shown) + ")" if shown else ""
 
 
 def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
@@ -203,8 +337,31 @@ def describe(run: RunData, a: str, b: str) -> str:
                      f"{b} UdpInCsumErrors +{cap.receiver_in_csum_errors_delta}")
     else:
         lines.append(f"no capture at {b}")
+    lines += _receive_path_lines(ev, a, b)
     lines += ev.errors
     return "\n".join(lines)
+
+
+def _receive_path_lines(ev: PairEvidence, a: str, b: str) -> list[str]:
+    """B's own receive path during the mesh (all peers' traffic, not only A's), and A's ICMP errors from B."""
+    path = ev.receive_path
+    lines = []
+    if path.available:
+        udp = ", ".join(f"{k} +{v}" for k, v in sorted(path.udp_delta.items()) if k != "InDatagrams")
+        device = ", ".join(f"{k} +{v}" for k, v in sorted(path.device_delta.items()) if k.startswith("rx"))
+        rpf = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
+        lines.append(f"at {b} during the probes: Udp {udp or 'unread'}; {path.device} {device or 'unread'}; "
+                     f"rp_filter {rpf or 'unread'}, IPReversePathFilter +{path.rp_filter_drops_delta}")
+        drops = path.dropping_rules()
+        if drops:
+            lines.append(f"{b}'s netfilter rules that dropped or rejected packets during the probes: "
+                         + "; ".join(f"{_rule_text(r.rule)} +{r.packets}" for r in drops[:4]))
+        elif not path.netfilter_listed:
+            lines.append(f"{b}'s netfilter rules could not be listed (no iptables-save or nft)")
+    if ev.icmp_errors:
+        lines.append(f"ICMP errors {a} got from {b}: "
+                     + ", ".join(f"{k.replace('_', ' ')} x{v}" for k, v in sorted(ev.icmp_errors.items())))
+    return lines
 
 
 def _answer(probe: Probe) -> str:

@@ -11,7 +11,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from . import sshd
+from . import inventory_out, sshd
 from .faults import LAB_USER, SUDO_PASSWORD, SUDO_USER, Desired
 from .run import SBIN_PATH, run, run_many
 from .state import LabState
@@ -62,6 +62,71 @@ def apply_bad_checksum(state: LabState, want: Desired) -> None:
                 "priority 0; policy accept;\n" + "\n".join(rules) + "\n  }\n}\n")
         jobs.append((["ip", "netns", "exec", state.node(name).netns, "nft", "-f", "-"], text,
                      f"bad-checksum rules on {name}"))
+    run_many(jobs)
+
+
+FIREWALL_TABLE = "filter"
+
+
+def firewall_rules(kind: str, port: int, probe_port: int) -> tuple[str, str]:
+    """(tool, ruleset) of a node's own host firewall, as each tool writes it in the field.
+
+    iptables: an admin's hardening rule dropping the VXLAN port in INPUT.
+    nftables: an `inet filter` input chain that accepts what the admin listed (established, loopback,
+      SSH, ICMP) and drops the rest with a counted rule, as in the nftables wiki's simple server ruleset.
+    firewalld: the iptables rules firewalld writes (firewalld 0.6, src/firewall/core/ipXtables.py,
+      build_default_rules(): INPUT accepts RELATED,ESTABLISHED and lo, jumps to INPUT_direct,
+      INPUT_ZONES_SOURCE, INPUT_ZONES, drops INVALID and ends in %%REJECT%% = REJECT --reject-with
+      icmp-host-prohibited; build_zone_source_interface_rules() / _zone chains: INPUT_ZONES -g IN_public,
+      IN_public -> IN_public_log, IN_public_deny, IN_public_allow, then ACCEPT icmp; the public zone allows
+      ssh (and dhcpv6-client, which is IPv6 only): `-p tcp --dport 22 -m conntrack --ctstate NEW,UNTRACKED`.
+    firewalld-allow: the same with `firewall-cmd --add-port={port}/udp --add-port={probe_port}/udp`
+      (an admin who opened the VXLAN port, and the suite's probe port, as the README asks).
+    """
+    if kind == "iptables":
+        return "iptables-restore", (f"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                                    f"-A INPUT -p udp -m udp --dport {port} -j DROP\nCOMMIT\n")
+    if kind == "nftables":
+        return "nft", ("table inet filter {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+                       "    ct state established,related accept\n    ct state invalid drop\n"
+                       "    iif lo accept\n    ip protocol icmp accept\n    tcp dport 22 accept\n"
+                       "    counter drop\n  }\n}\n")
+    allow = ""
+    if kind == "firewalld-allow":
+        allow = "".join(f"-A IN_public_allow -p udp -m udp --dport {p} -m conntrack --ctstate NEW,UNTRACKED -j ACCEPT\n"
+                        for p in (port, probe_port))
+    chains = ("INPUT_direct", "INPUT_ZONES_SOURCE", "INPUT_ZONES", "IN_public", "IN_public_log", "IN_public_deny",
+              "IN_public_allow")
+    return "iptables-restore", (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        + "".join(f":{c} - [0:0]\n" for c in chains)
+        + "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n"
+        "-A INPUT -j INPUT_direct\n-A INPUT -j INPUT_ZONES_SOURCE\n-A INPUT -j INPUT_ZONES\n"
+        "-A INPUT -m conntrack --ctstate INVALID -j DROP\n-A INPUT -j REJECT --reject-with icmp-host-prohibited\n"
+        "-A INPUT_ZONES -i eth0 -g IN_public\n-A INPUT_ZONES -g IN_public\n"
+        "-A IN_public -j IN_public_log\n-A IN_public -j IN_public_deny\n-A IN_public -j IN_public_allow\n"
+        "-A IN_public -p icmp -j ACCEPT\n"
+        "-A IN_public_allow -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW,UNTRACKED -j ACCEPT\n"
+        + allow + "COMMIT\n")
+
+
+def apply_firewall(state: LabState, want: Desired, previous: dict[str, str]) -> None:
+    """`firewall=<kind>`: the node's own host firewall in its network namespace, after its NIC (a capture
+    on eth0 still sees the packets it drops). Clearing: an empty filter table / no inet filter table."""
+    jobs = []
+    for name in sorted(set(previous) | set(want.firewall)):
+        netns = state.node(name).netns
+        jobs.append((["ip", "netns", "exec", netns, "iptables-restore"],
+                     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+                     f"clearing the firewall on {name}"))
+    run_many(jobs)
+    run_many([(["ip", "netns", "exec", state.node(name).netns, "nft", "delete", "table", "inet", "filter"], None,
+               f"clearing nftables on {name}") for name in sorted(set(previous) | set(want.firewall))], check=False)
+    jobs = []
+    for name, kind in sorted(want.firewall.items()):
+        tool, text = firewall_rules(kind, want.ports.get(name, state.port), inventory_out.PROBE_PORT)
+        argv = [tool] if tool == "iptables-restore" else ["nft", "-f", "-"]
+        jobs.append((["ip", "netns", "exec", state.node(name).netns, *argv], text, f"{kind} firewall on {name}"))
     run_many(jobs)
 
 

@@ -16,9 +16,12 @@ from .state import LabNode
 
 PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
-               "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm"}
+               "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm",
+               "firewall", "vxlan-port", "underlay-mtu"}
 DUP_FAULTS = {"dup-vtep-mac", "dup-machine-id"}  # the first target's value copied to the others
-VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow", "hostile", "sudo-user"}
+VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow", "hostile", "sudo-user", "firewall", "vxlan-port", "underlay-mtu"}
+# `firewall=<kind>`: the node's own host firewall (in its netns, after its NIC), as each tool writes it
+FIREWALL_KINDS = ("iptables", "nftables", "firewalld", "firewalld-allow")
 # `hostile=<kind>`: a PATH-first fake binary on the node answers the suite with bad output
 HOSTILE_KINDS = ("facts-flood", "facts-markers", "agent-flood", "agent-garbage", "kubectl-flood")
 SUDO_KINDS = ("password", "nopasswd")  # `sudo-user=<kind>`: login SUDO_USER, sudo with a password or NOPASSWD
@@ -81,6 +84,12 @@ def _check_value(spec: str, name: str, value: str | None) -> None:
         raise LabError(f"fault {name!r} needs a value in {spec!r}: use {name}=VALUE@TARGET")
     if name == "offload" and value not in ("on", "off"):
         raise LabError(f"bad value {value!r} in {spec!r}: offload takes on or off")
+    if name == "firewall" and value not in FIREWALL_KINDS:
+        raise LabError(f"bad value {value!r} in {spec!r}: firewall takes one of {', '.join(FIREWALL_KINDS)}")
+    if name == "vxlan-port" and not (value.isdigit() and 1024 <= int(value) <= 65535):
+        raise LabError(f"bad value {value!r} in {spec!r}: vxlan-port takes a port 1024..65535")
+    if name == "underlay-mtu" and not (value.isdigit() and 1280 <= int(value) <= 9000):
+        raise LabError(f"bad value {value!r} in {spec!r}: underlay-mtu takes an integer 1280..9000")
     if name == "mtu" and not (value.isdigit() and 68 <= int(value) <= 65485):
         raise LabError(f"bad value {value!r} in {spec!r}: mtu takes an integer 68..65485")
     if name == "slow" and not (value.isdigit() and 1 <= int(value) <= MAX_SLOW_S):
@@ -123,6 +132,9 @@ class Desired:
     hostile: dict[str, str] = field(default_factory=dict)  # node -> HOSTILE_KINDS entry
     sudo_user: dict[str, str] = field(default_factory=dict)  # node -> SUDO_KINDS entry
     mitm: set[str] = field(default_factory=set)  # nodes whose sshd answers with another host key
+    firewall: dict[str, str] = field(default_factory=dict)  # node -> FIREWALL_KINDS entry
+    ports: dict[str, int] = field(default_factory=dict)  # node -> its VXLAN device's dstport (others: the lab's)
+    underlay_mtu: dict[str, int] = field(default_factory=dict)  # node -> eth0 MTU (the overlay keeps 1450)
 
 
 def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
@@ -169,6 +181,12 @@ def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired
             out.hostile.update(dict.fromkeys(hit, fault.value))
         elif fault.name == "sudo-user":
             out.sudo_user.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "firewall":
+            out.firewall.update(dict.fromkeys(hit, fault.value))
+        elif fault.name == "vxlan-port":
+            out.ports.update(dict.fromkeys(hit, int(fault.value)))
+        elif fault.name == "underlay-mtu":
+            out.underlay_mtu.update(dict.fromkeys(hit, int(fault.value)))
         elif fault.name == "mitm":
             out.mitm.update(hit)
         elif fault.name == "bad-checksum":

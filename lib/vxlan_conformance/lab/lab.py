@@ -230,6 +230,7 @@ class Lab:
         if want.bad_checksum or before.bad_checksum:
             fault_rules.apply_bad_checksum(state, want)
         fault_rules.apply_random_fully(state, want, before.random_fully)
+        fault_rules.apply_firewall(state, want, before.firewall)
         fault_rules.apply_offload(state, want)
         fault_rules.apply_mounts(state, want, platform.release())
         fault_rules.apply_slow(state, want, before.slow, before.mitm)
@@ -295,7 +296,7 @@ class Lab:
 
 def overlay_of(want: Desired) -> tuple:
     """What overlay.program puts on the VXLAN device of each node."""
-    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo
+    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo, want.ports, want.underlay_mtu
 
 
 def preflight() -> None:

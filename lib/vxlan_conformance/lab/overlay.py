@@ -61,9 +61,11 @@ def overlay_lines(want: Desired, node: LabNode, nodes: list[LabNode], device: st
                   nat: str) -> list[str]:
     """flannel: vxlan id VNI local ADDR dev eth0 dstport PORT nolearning (udpcsum default), MTU eth0-50."""
     name = node.name
-    mtu = want.mtu.get(name, ETH_MTU - plan.VXLAN_OVERHEAD)
-    lines = [f"link add {device} address {want.macs[name]} type vxlan id {vni} local {want.locals[name]} "
-             f"dev eth0 dstport {port} nolearning",
+    # flannel takes the device MTU from its own underlay interface (backend/vxlan: ExtIface.Iface.MTU - 50)
+    mtu = want.mtu.get(name, want.underlay_mtu.get(name, ETH_MTU) - plan.VXLAN_OVERHEAD)
+    lines = [f"link set eth0 mtu {want.underlay_mtu.get(name, ETH_MTU)}"]
+    lines += [f"link add {device} address {want.macs[name]} type vxlan id {vni} local {want.locals[name]} "
+             f"dev eth0 dstport {want.ports.get(name, port)} nolearning",
              f"link set {device} mtu {mtu} up",
              f"address add {node.vtep_ip}/32 dev {device}"]
     if want.nat_on_lo:

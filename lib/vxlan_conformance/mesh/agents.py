@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from vxlan_conformance.agent import launch_payload
 from vxlan_conformance.mesh.frames import pack_vxlan_probe
-from vxlan_conformance.model.evidence import Capture, PairEvidence
+from vxlan_conformance.model.evidence import Capture, PairEvidence, ReceivePath
 from vxlan_conformance.model.records import from_plain
 
 KIND_FRAME, KIND_OVERLAY, KIND_DF = 0, 1, 2  # ICMP seq = target index * 4 + kind (agent uses the same)
@@ -39,6 +39,7 @@ class MeshNode:
     port: int  # VXLAN UDP port of the node's device
     vni: int
     python: str  # interpreter on the node (python3, python2.7, ...)
+    device: str = ""  # the VXLAN device (its counters tell whether it decapsulated anything)
 
 
 class AgentHandle(Protocol):
@@ -71,6 +72,7 @@ def build_plans(nodes: list[MeshNode], pairs: Iterable[tuple[str, str]], probe_p
             targets[sender].append(receiver)
         targets.setdefault(receiver, [])
     run_id = random.randrange(1, 0x10000)
+    vxlan_ports = sorted({node.port for node in nodes})  # a node listening elsewhere still sees its peers' packets
     involved = [node for node in nodes if node.name in targets]
     plans = {}
     for node in involved:
@@ -82,7 +84,7 @@ def build_plans(nodes: list[MeshNode], pairs: Iterable[tuple[str, str]], probe_p
             "vtep_ip": node.vtep_ip, "device_mtu": node.device_mtu, "vxlan_port": node.port,
             "probe_port": probe_port, "deadline_s": deadline_s, "run_id": run_id, "icmp_id": run_id,
             "echo_sizes": list(echo_sizes), "attempts": attempts, "retry_s": retry_s,
-            "keep_frames": keep_frames, "snap": snap,
+            "keep_frames": keep_frames, "snap": snap, "device": node.device, "vxlan_ports": vxlan_ports,
             "peers": [{"name": peer.name, "address": peer.address, "vtep_ip": peer.vtep_ip}
                       for peer in involved if peer is not node],
             "targets": [_target(node, peer, index, run_id) for index, peer in enumerate(receivers)],
@@ -265,6 +267,10 @@ def _one_pair(sender: str, receiver: str, reports: dict[str, dict]) -> PairEvide
         evidence.probed = True
     else:
         evidence.errors.append(f"sender {sender}: {sent_report.get('error', 'no probe results')}")
+    if "receive_path" in recv_report:
+        evidence.receive_path = from_plain(ReceivePath, {**recv_report["receive_path"], "available": True},
+                                           strict=True)
+    evidence.icmp_errors = {str(k): int(v) for k, v in sent_report.get("icmp_errors", {}).get(receiver, {}).items()}
     capture = recv_report.get("captured", {}).get(sender)
     if capture is not None:
         evidence.captured = from_plain(Capture, _capture_summary(capture, recv_report), strict=True)

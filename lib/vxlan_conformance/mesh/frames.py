@@ -23,7 +23,7 @@ from scapy.layers.inet import ICMP, IP, UDP, in4_chksum  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 from scapy.layers.vxlan import VXLAN  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
-from scapy.utils import PcapWriter, checksum  # noqa: E402
+from scapy.utils import PcapNgWriter, PcapWriter, checksum  # noqa: E402
 
 TP_STATUS_CSUMNOTREADY = 8  # linux/if_packet.h: checksum not computed yet (offload), field is partial
 VXLAN_FLAG_VNI_VALID = 0x08
@@ -108,6 +108,48 @@ def parse_capture(hex_frame: str, tp_status: int = 0) -> CapturedFrame:
     return CapturedFrame(src=ip.src, dst=ip.dst, sport=udp.sport, dport=udp.dport, outer_csum=udp.chksum,
                          csum_valid=valid, inner_src_mac=inner_src, inner_dst_mac=inner_dst, vni=vni,
                          wire_len=wire_len, truncated=truncated)
+
+
+VERDICT_COMMENTS = {
+    "ok": "receiver's verdict: outer UDP checksum verified, correct",
+    "bad": "receiver's verdict: outer UDP checksum BAD (the receiving kernel drops this frame)",
+    "none": "receiver's verdict: outer UDP checksum 0 (none; allowed for VXLAN by RFC 7348)",
+    "unverifiable": "receiver's verdict: checksum offloaded (TP_STATUS_CSUMNOTREADY), not verifiable on this host; "
+                    "a checksum error shown for this frame is the offload's partial sum, not a bad frame",
+}
+
+
+def frame_comment(verdict: str | None, tp_status: int = 0) -> str:
+    """The pcapng comment of one captured frame: the receiving agent's checksum verdict, in words."""
+    if verdict == "unverifiable" and not tp_status & TP_STATUS_CSUMNOTREADY:
+        return "receiver's verdict: frame shorter than its IP length, checksum not verifiable"
+    return VERDICT_COMMENTS.get(verdict or "", f"receiver's verdict: {verdict or 'unknown'}")
+
+
+def write_pcapng(path: str | Path, frames: Iterable[str], verdicts: Iterable[tuple[str, int]] = ()) -> int:
+    """Write captured frames (hex) as pcapng, each with a comment carrying the receiver's checksum
+    verdict (csum, tp_status) so Wireshark's own "checksum incorrect" on an offloaded frame is not
+    taken for a bad frame; returns the count. Truncated frames keep their true wire length."""
+    marks = list(verdicts)
+    count = 0
+    with PcapNgWriter(str(path)) as writer:
+        for index, hex_frame in enumerate(frames):
+            raw = bytes.fromhex(hex_frame)
+            packet = Ether(raw)  # linktype Ethernet; a dissected packet serialises to its exact bytes
+            verdict, status = marks[index] if index < len(marks) else (None, 0)
+            packet.comments = [frame_comment(verdict, status).encode()]
+            if index == 0:
+                writer.write_header(packet)  # sets the linktype (Ethernet) and writes the section header
+            writer.write_packet(packet, caplen=len(raw), wirelen=_wire_len(raw))
+            count += 1
+    return count
+
+
+def _wire_len(raw: bytes) -> int:
+    frame = Ether(raw)
+    if IP in frame:
+        return max(len(raw), len(raw) - len(bytes(frame[IP])) + frame[IP].len)
+    return len(raw)
 
 
 def write_pcap(path: str | Path, frames: Iterable[str]) -> int:

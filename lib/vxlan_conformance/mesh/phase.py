@@ -62,7 +62,7 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
                               device_mtu=expected_mtu(run, host),
                               port=facts.device.port or int(run.overlay["port"]),
                               vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
-                              python=python))
+                              python=python, device=facts.device.name or run.overlay["device"]))
     return nodes, excluded
 
 

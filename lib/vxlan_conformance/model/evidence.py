@@ -89,6 +89,60 @@ class Capture:
 
 
 @dataclass
+class RuleHits:
+    """A netfilter rule (or chain policy) on the receiver whose packet counter rose during the mesh."""
+
+    rule: str = ""  # `iptables TABLE CHAIN -A ...`, `iptables TABLE CHAIN :policy DROP`, `nft FAMILY TABLE CHAIN rule`
+    packets: int = 0
+
+    @property
+    def verdict(self) -> str | None:
+        """drop | reject | None (the rule lets packets on, or jumps elsewhere)."""
+        words = self.rule.lower().split()
+        if ":policy" in words:
+            return "drop" if words[-1] == "drop" else None
+        if "-j" in words:
+            target = words[words.index("-j") + 1] if words.index("-j") + 1 < len(words) else ""
+            return target if target in ("drop", "reject") else None
+        if self.rule.startswith("nft "):
+            for word in ("drop", "reject"):
+                if word in words:
+                    return word
+        return None
+
+    @property
+    def input_path(self) -> bool:
+        """In the path of packets to this node: iptables filter INPUT (and the chains it jumps to, as
+        firewalld's INPUT_ZONES/IN_<zone>), nft chains of the input hook (named input/INPUT by convention)."""
+        words = self.rule.split()
+        if self.rule.startswith("iptables "):
+            chain = words[2] if len(words) > 2 else ""
+            return words[1] == "filter" and not chain.startswith(("FORWARD", "OUTPUT", "FWD", "OUT_", "fwd", "out"))
+        chain = words[3] if len(words) > 3 else ""
+        return "forward" not in chain.lower() and "output" not in chain.lower()
+
+
+@dataclass
+class ReceivePath:
+    """The receiver's own path, read-only, around the mesh (counter deltas from before to after it)."""
+
+    available: bool = False
+    device: str | None = None
+    udp_delta: dict[str, int] = field(default_factory=dict)  # NoPorts, InErrors, RcvbufErrors, InCsumErrors, ...
+    device_delta: dict[str, int] = field(default_factory=dict)   # the VXLAN device's rx_packets, rx_dropped, ...
+    rp_filter: dict[str, int] = field(default_factory=dict)      # all, default, <device>, <underlay>
+    rp_filter_drops_delta: int | None = None                     # TcpExt IPReversePathFilter
+    netfilter_delta: list[RuleHits] = field(default_factory=list)
+    netfilter_listed: bool = False                               # iptables-save / nft could be read
+    firewalld: dict[str, str] | None = None                      # default and active zones, when firewalld runs
+
+    def dropping_rules(self) -> list[RuleHits]:
+        """Rules on the input path that dropped or rejected packets during the mesh, most hits first."""
+        hits = [r for r in self.netfilter_delta if r.verdict and r.input_path]
+        return sorted(hits, key=lambda r: -r.packets)
+
+
+@dataclass
 class PairEvidence:
     """Everything observed for one directed pair sender -> receiver; JSON round-trippable."""
 
@@ -101,6 +155,8 @@ class PairEvidence:
     df_probe: Probe = field(default_factory=Probe)
     captured: Capture = field(default_factory=Capture)
     pcap_frames: list[str] = field(default_factory=list)  # hex, bad checksums first, bounded by the agent
+    receive_path: ReceivePath = field(default_factory=ReceivePath)  # the receiver's own path during the mesh
+    icmp_errors: dict[str, int] = field(default_factory=dict)  # `kind/port` -> count: the receiver's ICMP errors
     errors: list[str] = field(default_factory=list)
 
     @property

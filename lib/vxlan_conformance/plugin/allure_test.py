@@ -121,10 +121,12 @@ def _attach_mesh_evidence(evidence: PairEvidence, sender: str, receiver: str) ->
     frames = evidence.pcap_frames
     if not frames:
         return
-    from vxlan_conformance.mesh.frames import write_pcap  # scapy: only for a failing pair that captured frames
+    from vxlan_conformance.mesh.frames import write_pcapng  # scapy: only for a failing pair that captured frames
 
+    verdicts = [(f.csum, f.tp_status) for f in evidence.captured.frames]
     with tempfile.TemporaryDirectory(prefix="vxlan-pcap-") as tmp:
-        path = Path(tmp) / "frames.pcap"
-        count = write_pcap(path, frames)
-        allure.attach(path.read_bytes(), name=f"{count} frames from {sender} captured at {receiver}",
-                      attachment_type=AttachmentType.PCAP)
+        path = Path(tmp) / "frames.pcapng"
+        count = write_pcapng(path, frames, verdicts)
+        allure.attach(path.read_bytes(), name=f"{count} frames from {sender} captured at {receiver} (pcapng, "
+                      "each with the receiver's checksum verdict as comment)",
+                      attachment_type="application/x-pcapng", extension="pcapng")

@@ -1,0 +1,150 @@
+"""The receiving node's own path, from recorded evidence (no root): each fixture under
+tests/fixtures/evidence/ is the run data (facts + typed PairEvidence) of a real 4-node lab run
+(`python -m vxlan_conformance.lab up --instance 2 --fault SPEC`, then the datapath suite). The diagnosis
+must blame the direction in which the packets die, quote the hop, and pass the other way with a note."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vxlan_conformance.checks.datapath import diagnose
+from vxlan_conformance.model.evidence import PairEvidence, RuleHits
+from vxlan_conformance.model.rundata import RunData
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "evidence"
+NODES = ["node1", "node2", "node3", "node4"]
+
+
+def into(node: str) -> set[str]:
+    return {f"{peer}->{node}" for peer in NODES if peer != node}
+
+
+def out_of(node: str) -> set[str]:
+    return {f"{node}->{peer}" for peer in NODES if peer != node}
+
+
+def verdicts(name: str) -> dict[str, object]:
+    run = RunData.load(FIXTURES / f"{name}.json")
+    return {f"{a}->{b}": diagnose(run, a, b) for a, b in run.pairs()}
+
+
+# fixture -> (failing pairs, code, text every failure quotes, text of the reverse direction's note)
+FIREWALLS = {
+    "firewall-iptables-node2": "-A INPUT -p udp -m udp --dport 8472 -j DROP",
+    "firewall-nftables-node2": "nft inet filter chain input: counter drop",
+    "firewall-firewalld-node2": "-A INPUT -j REJECT --reject-with icmp-host-prohibited",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIREWALLS))
+def test_host_firewall_is_blamed_on_the_direction_into_the_node(name):
+    results = verdicts(name)
+    failed = {pair for pair, r in results.items() if not r.passed}
+    assert failed == into("node2")
+    for pair in into("node2"):
+        result = results[pair]
+        assert result.codes == ("HOST_FIREWALL_DROP",)
+        assert FIREWALLS[name] in result.message
+        assert "reach node2's network interface intact" in result.message
+        assert "firewall-cmd --permanent" in result.remediation()
+        assert "nft insert rule inet filter input udp dport 8472" in result.remediation()
+    for pair in out_of("node2"):  # node2's requests arrive; the answers die at node2's own firewall
+        result = results[pair]
+        assert result.passed and result.note and "answers are lost" in result.note
+        assert FIREWALLS[name] in result.note
+
+
+def test_firewalld_is_named_with_its_zone_and_its_reject_reaches_the_sender():
+    results = verdicts("firewall-firewalld-node2")
+    message = results["node1->node2"].message
+    assert "firewalld ruleset (zone public)" in message
+    assert "node1 got" in message and "ICMP host prohibited from node2 for udp/8472" in message
+
+
+def test_a_firewall_that_allows_the_vxlan_port_raises_no_alarm():
+    results = verdicts("firewall-firewalld-allow-node2")
+    assert all(r.passed and not r.note for r in results.values()), {p: r.message for p, r in results.items()}
+
+
+def test_port_mismatch_fails_both_ways_of_every_pair_of_the_node_with_the_ports_named():
+    results = verdicts("vxlan-port-8475-node2")
+    failed = {pair for pair, r in results.items() if not r.passed}
+    assert failed == into("node2") | out_of("node2")
+    for pair in into("node2"):
+        assert results[pair].codes == ("VXLAN_PORT_MISMATCH",)
+        assert "to udp/8472, but node2's flannel.1 listens on udp/8475" in results[pair].message
+        assert "UdpNoPorts +" in results[pair].message
+    for pair in out_of("node2"):
+        assert results[pair].codes == ("VXLAN_PORT_MISMATCH",)
+        assert "node2's flannel.1 sends its VXLAN packets" in results[pair].message
+        assert "to udp/8475" in results[pair].message and "ICMP port unreachable" in results[pair].message
+
+
+def test_small_underlay_mtu_fails_only_the_direction_into_the_node():
+    results = verdicts("underlay-mtu-1400-node4")
+    failed = {pair for pair, r in results.items() if not r.passed}
+    assert failed == into("node4")
+    for pair in into("node4"):
+        assert results[pair].codes == ("UNDERLAY_MTU_TOO_SMALL",)
+        assert "node4's underlay interface eth0 has MTU 1400" in results[pair].message
+
+
+def test_without_the_receive_path_evidence_the_firewall_is_not_guessed():
+    """Evidence of an older agent (no receive_path): the suite falls back to what it knew, no new code."""
+    run = RunData.load(FIXTURES / "firewall-iptables-node2.json")
+    for evidence in run.mesh.values():
+        evidence.receive_path.available = False
+    codes = {code for a, b in run.pairs() for code in diagnose(run, a, b).codes}
+    assert "HOST_FIREWALL_DROP" not in codes
+
+
+def test_recorded_evidence_round_trips_and_keeps_only_probe_frames():
+    data = json.loads((FIXTURES / "firewall-nftables-node2.json").read_text())
+    for pair, raw in data["mesh"].items():
+        evidence = PairEvidence.from_dict(raw)
+        assert evidence.to_dict() == PairEvidence.from_dict(evidence.to_dict()).to_dict()
+        for frame in evidence.pcap_frames:  # every kept frame is a probe: the VXLAN ICMP tag or the echo magic
+            raw_bytes = bytes.fromhex(frame)
+            assert b"vxlan-conformance" in raw_bytes or b"VXC1" in raw_bytes, pair
+
+
+@pytest.mark.parametrize(("rule", "verdict", "input_path"), [
+    ("iptables filter INPUT -A INPUT -p udp -m udp --dport 8472 -j DROP", "drop", True),
+    ("iptables filter INPUT -A INPUT -j REJECT --reject-with icmp-host-prohibited", "reject", True),
+    ("iptables filter INPUT :policy DROP", "drop", True),
+    ("iptables filter FORWARD -A FORWARD -j REJECT", "reject", False),
+    ("iptables filter INPUT -A INPUT -j INPUT_ZONES", None, True),
+    ("nft inet filter input counter drop", "drop", True),
+    ("nft inet filter forward counter drop", "drop", False),
+    ("nft inet filter input tcp dport 22 counter accept", None, True),
+])
+def test_rule_verdicts(rule, verdict, input_path):
+    hit = RuleHits(rule, 3)
+    assert hit.verdict == verdict and hit.input_path == input_path
+
+
+def test_rp_filter_drops_are_named_when_no_rule_dropped():
+    """The iptables run's evidence with the firewall's hits taken away and rp_filter's drop counter risen
+    instead (as TcpExt IPReversePathFilter does when strict rp_filter drops the decapsulated packets)."""
+    run = RunData.load(FIXTURES / "firewall-iptables-node2.json")
+    for evidence in run.mesh.values():
+        if evidence.receiver == "node2":
+            evidence.receive_path.netfilter_delta = []
+            evidence.receive_path.rp_filter_drops_delta = 54
+            evidence.receive_path.rp_filter = {"all": 1, "default": 1, "flannel.1": 1, "eth0": 0}
+    results = {f"{a}->{b}": diagnose(run, a, b) for a, b in run.pairs()}
+    assert {p for p, r in results.items() if not r.passed} == into("node2")
+    assert all(results[p].codes == ("RP_FILTER_DROP",) for p in into("node2"))
+    assert "IPReversePathFilter +54" in results["node1->node2"].message
+    assert "answers are lost" in results["node2->node1"].note
+
+
+def test_the_evidence_shows_the_receivers_counters_and_the_icmp_errors():
+    results = verdicts("firewall-firewalld-node2")
+    evidence = results["node1->node2"].evidence
+    assert "at node2 during the probes: Udp" in evidence and "rx_packets +0" in evidence
+    assert "node2's netfilter rules that dropped or rejected packets" in evidence
+    assert "ICMP errors node1 got from node2: " in evidence and "host prohibited/8472 x" in evidence
