@@ -192,7 +192,8 @@ def bring_up(state: LabState, want: Desired) -> list[subprocess.Popen]:
     for node in state.nodes:
         if nat:  # seed 001: the NAT address on every node, and flanneld told to use it
             run(["ip", "-n", node.netns, "address", "add", f"{nat}/32", "dev", "lo"], what="adding the NAT address")
-        if want.macs[node.name] != node.base_mac:  # seed 000: a cloned VM's flannel.1 exists already
+        shared = sum(1 for mac in want.macs.values() if mac == want.macs[node.name]) > 1
+        if shared or want.macs[node.name] != node.base_mac:  # seed 000: cloned VMs' flannel.1 exists already
             precreate(node, state.device, want.macs[node.name], state.vni, state.port, node.address)
     procs: dict[str, subprocess.Popen] = {}
     for index, node in enumerate(state.nodes):
