@@ -14,7 +14,8 @@ def available(run: RunData) -> CheckResult:
     if run.view_error:
         return CheckResult("cluster", ("VIEW_UNAVAILABLE",), run.view_error,
                            values={"view": run.view_source})
-    return CheckResult("cluster", note=f"{len(run.view)} nodes advertised via {run.view_source}")
+    found = f" ({run.view_note})" if run.view_note else ""
+    return CheckResult("cluster", note=f"{len(run.view)} nodes advertised via {run.view_source}{found}")
 
 
 @check("view-nodes-known", "Every advertised node is in the inventory", "cluster", codes=("VIEW_NODE_UNKNOWN",))

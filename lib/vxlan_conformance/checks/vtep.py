@@ -4,6 +4,7 @@ MTU as everybody else."""
 
 from __future__ import annotations
 
+from vxlan_conformance import cni
 from vxlan_conformance.checks.expect import needs_view, shared_by
 from vxlan_conformance.checks.registry import check
 from vxlan_conformance.model.facts import NodeFacts
@@ -86,6 +87,12 @@ def mac_advertised(run: RunData, host: str) -> CheckResult:
         return CheckResult(host, ("VIEW_NODE_MISSING",),
                            f"{host} ({run.addresses[host]}) is not in the cluster view ({run.view_source})",
                            values=_values(run, host))
+    if adv.vtep_mac is None and adv.problem:
+        return CheckResult(host, ("VTEP_MAC_MISMATCH",),
+            f"{run.view_source} advertises no usable VtepMAC for {host} ({adv.problem}); {device.name} has "
+            f"{device.mac}: peers cannot program an FDB or neighbour entry for it",
+            evidence=f"{_link_evidence(run, host)}\nadvertised ({adv.source} {adv.node_name}): {adv.problem}",
+            values=_values(run, host))
     if adv.vtep_mac == (device.mac or "").lower():
         return CheckResult(host)
     return CheckResult(host, ("VTEP_MAC_MISMATCH",),
@@ -117,11 +124,12 @@ def local_address(run: RunData, host: str) -> CheckResult:
 
 @check("vtep-config", "VTEP VNI, port and learning", "node", codes=("CONFIG_INCONSISTENT",))
 def config_consistent(run: RunData, host: str) -> CheckResult:
-    """VNI, port and learning as configured (vxlan_vni, vxlan_port; flannel and Calico use nolearning)."""
+    """VNI, port and learning as configured (vxlan_vni, vxlan_port; flannel and Calico use nolearning,
+    unless flannel's network config read from the view says `"Learning": true`)."""
     device = run.facts[host].device
     if device is None:
         return CheckResult(host, note="no VXLAN device (see vxlan-device)")
-    expected = {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": False}
+    expected = {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": cni.of_run(run).learning(run)}
     actual = {"vni": device.vni, "port": device.port, "learning": device.learning}
     wrong = [f"{key} {actual[key]} (expected {value})" for key, value in expected.items()
              if actual[key] is not None and actual[key] != value]

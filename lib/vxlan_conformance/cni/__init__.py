@@ -22,4 +22,4 @@ def by_name(name: str) -> Cni:
 
 def of_run(run: RunData) -> Cni:
     """The CNI module of a run (vxlan_cni; flannel when unset)."""
-    return MODULES[run.overlay.get("cni") or "flannel"]
+    return run.derived("cni", lambda: MODULES[run.overlay.get("cni") or "flannel"].for_settings(run.overlay))

@@ -66,6 +66,14 @@ class Cni:
     defaults = Defaults("", 0, 0)
     view_sources: tuple[str, ...] = ("kubectl",)   # where the CNI publishes its nodes
 
+    def for_settings(self, overlay: Mapping) -> Cni:
+        """This CNI as the run's vxlan_* settings configure it (e.g. flannel's annotation prefix)."""
+        return self
+
+    def learning(self, run: RunData) -> bool:
+        """Whether the VXLAN device learns source MACs (flannel and Calico: nolearning)."""
+        return False
+
     # -- the advertised view ----------------------------------------------------------------------
     def advertised(self, node: Mapping) -> Advertised:
         """One Kubernetes Node object (of `kubectl get nodes -o json`) as this CNI advertises it."""

@@ -8,10 +8,12 @@ against real outputs.
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from vxlan_conformance.cni import Cni
 from vxlan_conformance.cni.flannel import ETCD_PREFIX, Flannel, LeaseError
@@ -33,16 +35,71 @@ def parse_kubectl_nodes(text: str, cni: Cni) -> list[Advertised]:
     return [cni.advertised(item) for item in items]
 
 
+V2_MARK = "#etcd-v2"
+V2_KEY = "#key "
+
+
+@dataclass
+class View:
+    """What a view source gave: the advertised nodes, a note on where they were found, the network config."""
+
+    advertised: list[Advertised]
+    note: str | None = None
+    config: dict = field(default_factory=dict)
+
+
 def parse_etcd_leases(text: str, prefix: str = ETCD_PREFIX) -> list[Advertised]:
     """Parse `etcdctl get --prefix <prefix>/subnets -w json` (flannel's leases)."""
+    return parse_etcd(text, prefix).advertised
+
+
+def parse_etcd(text: str, prefix: str = ETCD_PREFIX) -> View:
+    """Parse the output of etcdctl_command: the v3 JSON (`get --prefix <prefix>/ -w json`), then, after a
+    `#etcd-v2` line, the v2 keys under the prefix as `#key <key>` lines each followed by its value.
+    flannel >= 0.18 keeps its leases in v3, 0.9 to 0.17 in v2 (the two stores are separate): the API that
+    holds leases is used, v3 when both do."""
+    v3_text, _, v2_text = text.partition("\n" + V2_MARK + "\n")
+    if v3_text.startswith(V2_MARK + "\n"):
+        v3_text, v2_text = "", v3_text[len(V2_MARK) + 1:]
+    v3: list[tuple[str, bytes]] = []
+    if v3_text.strip():
+        try:
+            kvs = json.loads(v3_text).get("kvs") or []
+            v3 = [(base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value") or "")) for kv in kvs]
+        except (ValueError, AttributeError, KeyError, TypeError) as exc:
+            raise ViewError(f"etcdctl output is not JSON ({exc.__class__.__name__})") from None
+    v2 = _v2_items(v2_text)
+    model, base = Flannel(), prefix.rstrip("/")
     try:
-        kvs = json.loads(text).get("kvs") or []
-    except (ValueError, AttributeError) as exc:
-        raise ViewError(f"etcdctl output is not JSON ({exc.__class__.__name__})") from None
-    try:
-        return Flannel().leases(kvs, prefix)
+        leases3, leases2 = model.leases_v2(v3, prefix), model.leases_v2(v2, prefix)
     except LeaseError as exc:
         raise ViewError(str(exc)) from None
+    api, items, leases = ("v3", v3, leases3) if leases3 or not leases2 else ("v2", v2, leases2)
+    config: dict = {}
+    raw = next((value for key, value in items if key == base + "/config"), None)
+    if raw is not None:
+        try:
+            loaded = json.loads(raw)
+            config = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            config = {}
+    found = f"{len(leases)} leases" if leases else "no leases"
+    note = (f"flannel {found} in etcd {api} under {base}/subnets"
+            f"{'' if raw is not None else f' (no {base}/config readable)'}")
+    return View(leases, note, config)
+
+
+def _v2_items(text: str) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    key, lines = None, []
+    for line in text.splitlines() + [V2_KEY]:
+        if line.startswith(V2_KEY):
+            if key is not None:
+                items.append((key, "\n".join(lines).strip()))
+            key, lines = line[len(V2_KEY):].strip() or None, []
+        elif key is not None:
+            lines.append(line)
+    return items
 
 
 def match_hosts(advertised: Sequence[Advertised], hosts: Mapping[str, str],
@@ -71,22 +128,43 @@ def kubectl_command(kubectl: str) -> str:
 
 
 def etcdctl_command(etcdctl: str, prefix: str = ETCD_PREFIX) -> str:
-    return (f"ETCDCTL_API=3 {etcdctl} get --prefix {shlex.quote(prefix + '/subnets')} -w json")
+    """One shell command for both etcd APIs: the v3 keys under the prefix as JSON, then the v2 keys
+    (`ETCDCTL_API=2 etcdctl ls --recursive -p` and `get` per key; etcdctl 3.4 still has the v2 commands).
+    It fails only when neither API answered."""
+    base = shlex.quote(prefix.rstrip("/"))
+    v3 = shlex.quote(prefix.rstrip("/") + "/")
+    return (f"set -f; ETCDCTL_API=3 {etcdctl} get --prefix {v3} -w json; s=$?; [ $s -eq 127 ] && exit 127; "
+            f"printf '\\n{V2_MARK}\\n'; n=0; "
+            f"for k in $(ETCDCTL_API=2 {etcdctl} ls --recursive -p {base} 2>/dev/null); do "
+            f"case $k in */) continue;; esac; printf '{V2_KEY}%s\\n' \"$k\"; "
+            f"ETCDCTL_API=2 {etcdctl} get \"$k\" 2>/dev/null; n=$((n+1)); done; "
+            f"[ $s -ne 0 ] && [ $n -eq 0 ] && exit $s; exit 0")
 
 
 def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl: str = "etcdctl",
-          where: str) -> list[Advertised]:
+          where: str, etcd_prefix: str = ETCD_PREFIX) -> list[Advertised]:
     """Run the view command through `run` (SSH on `where`, or local) and parse it."""
-    command = kubectl_command(kubectl) if kind.startswith("kubectl") else etcdctl_command(etcdctl)
+    return fetch_view(kind, run, cni=cni, kubectl=kubectl, etcdctl=etcdctl, where=where,
+                      etcd_prefix=etcd_prefix).advertised
+
+
+def fetch_view(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl: str = "etcdctl",
+               where: str, etcd_prefix: str = ETCD_PREFIX) -> View:
+    """As fetch, with the note on where the nodes were found and the network config when read."""
+    is_kubectl = kind.startswith("kubectl")
+    command = kubectl_command(kubectl) if is_kubectl else etcdctl_command(etcdctl, etcd_prefix)
     status, out, err = run(command)
     if status == 127:
-        tool = "kubectl" if kind.startswith("kubectl") else "etcdctl"
-        raise ViewError(f"{where}: {tool} not found ({command.split()[0] if tool == 'kubectl' else etcdctl});"
+        tool = "kubectl" if is_kubectl else "etcdctl"
+        raise ViewError(f"{where}: {tool} not found ({kubectl.split()[0] if is_kubectl else etcdctl});"
                         f" set vxlan_{tool} to its path or vxlan_cluster_view: none")
     if status != 0:
         first = (err or out).strip().splitlines()[:1]
-        raise ViewError(f"{where}: `{command}` failed (exit {status}): {first[0] if first else 'no output'}")
-    return parse_kubectl_nodes(out, cni) if kind.startswith("kubectl") else parse_etcd_leases(out)
+        shown = command if is_kubectl else f"{etcdctl} get --prefix {etcd_prefix}/"
+        raise ViewError(f"{where}: `{shown}` failed (exit {status}): {first[0] if first else 'no output'}")
+    if is_kubectl:
+        return View(parse_kubectl_nodes(out, cni))
+    return parse_etcd(out, etcd_prefix)
 
 
 def local_runner(kubeconfig: str | None, timeout: float) -> Runner:

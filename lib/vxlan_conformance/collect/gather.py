@@ -142,8 +142,11 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
             where = hosts[0].name
             runner = _ssh_runner(pool, where, secrets)
         progress(f"view: {kind} on {where}")
-        advertised = cluster_view.fetch(kind, runner, cni=cni.by_name(overlay.cni), kubectl=overlay.kubectl,
-                                        etcdctl=overlay.etcdctl, where=where)
+        view = cluster_view.fetch_view(kind, runner, cni=cni.of_run(run), kubectl=overlay.kubectl,
+                                       etcdctl=overlay.etcdctl, where=where, etcd_prefix=overlay.etcd_prefix)
+        advertised, run.view_note, run.view_config = view.advertised, view.note, view.config
+        if view.note:
+            progress(f"view: {view.note}")
     except (cluster_view.ViewError, SSHError) as exc:
         run.view_error = hide_commands(str(exc), secrets)
         progress(f"view: {run.view_error}")

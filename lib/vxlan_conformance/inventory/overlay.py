@@ -44,6 +44,8 @@ class Overlay:
     kubectl: str = "kubectl"
     kubeconfig: str | None = None
     etcdctl: str = "etcdctl"
+    etcd_prefix: str = "/coreos.com/network"                 # flannel --etcd-prefix
+    annotation_prefix: str = "flannel.alpha.coreos.com"      # flannel --kube-annotation-prefix
     probe_port: int = 18472
     host_key_policy: str | None = None  # None: the ssh config's StrictHostKeyChecking, else strict
     known_hosts: str | None = None
@@ -82,12 +84,22 @@ def overlay_for(read: VarReader, source: Path) -> Overlay:
         kubectl=read.text("vxlan_kubectl") or "kubectl",
         kubeconfig=_local_path(read.text("vxlan_kubeconfig"), source),
         etcdctl=read.text("vxlan_etcdctl") or "etcdctl",
+        etcd_prefix=_etcd_prefix(read),
+        annotation_prefix=(read.text("vxlan_annotation_prefix") or "flannel.alpha.coreos.com").rstrip("/"),
         probe_port=_or(read.integer("vxlan_probe_port", low=1, high=65535), 18472),
         host_key_policy=read.choice("vxlan_host_key_policy", HOST_KEY_POLICIES),
         known_hosts=_local_path(read.text("vxlan_known_hosts"), source),
         kernel_policy=read.choice("vxlan_kernel_policy", KERNEL_POLICIES) or "denylist",
         kernel_list=_local_path(read.text("vxlan_kernel_list"), source),
     )
+
+
+def _etcd_prefix(read: VarReader) -> str:
+    value = read.text("vxlan_etcd_prefix") or "/coreos.com/network"
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise read.fail("vxlan_etcd_prefix", value, "is not an etcd key prefix; flannel's default is "
+                        "/coreos.com/network (its --etcd-prefix)")
+    return value.rstrip("/") or "/"
 
 
 def first_difference(a: Overlay, b: Overlay) -> tuple[str, Any, Any]:

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="VXLAN UDP port (default: the preset's)")
     up.add_argument("--cluster-view", choices=["kubectl", "etcd"], default="kubectl")
     up.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
+    up.add_argument("--flanneld", default=None, metavar="VERSION|PATH",
+                    help="run real upstream flanneld (v0.20.2: etcd v3; v0.12.0: etcd v2) in every node")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -60,7 +62,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         inventory = str(Path(args.inventory).resolve()) if args.inventory else None
         state = lab.up(nodes=args.nodes, preset=args.preset, port=args.port, faults=args.fault,
-                       inventory_path=inventory, cluster_view=args.cluster_view)
+                       inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld)
         print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
               f"port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":

@@ -27,7 +27,7 @@ def endpoint(state: LabState) -> str:
     return f"http://{state.nodes[0].address}:{CLIENT_PORT}"
 
 
-def start(state: LabState) -> subprocess.Popen:
+def start(state: LabState, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     node1 = state.nodes[0]
     data_dir = state.state_dir / "etcd"
     with open(state.state_dir / "etcd.log", "wb") as log:  # a file, not a pipe: etcd outlives the CLI
@@ -39,7 +39,7 @@ def start(state: LabState) -> subprocess.Popen:
              "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
              "--initial-cluster", f"{node1.name}=http://127.0.0.1:2380",
              "--max-txn-ops", str(plan.MAX_NODES + 10), "--max-request-bytes", str(16 * 1024 * 1024),
-             "--log-level", "error", "--logger", "zap"],
+             "--log-level", "error", "--logger", "zap", *extra],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     state.etcd_pid = proc.pid
     return proc

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
+from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd
 from .errors import LabError
 from .faults import Desired, Fault, desired, parse
 from .run import require_tools, run
@@ -53,7 +53,7 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------------------
     def up(self, nodes: int = 4, preset: str = "flannel", port: int | None = None,
            faults: Sequence[str] = (), inventory_path: str | None = None,
-           cluster_view: str = "kubectl") -> LabState:
+           cluster_view: str = "kubectl", flanneld: str | None = None) -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -62,6 +62,9 @@ class Lab:
             raise LabError(f"unknown cluster view {cluster_view!r}: use kubectl or etcd")
         if cluster_view == "etcd" and preset != "flannel":
             raise LabError("cluster view etcd holds flannel leases: use it with --preset flannel")
+        if flanneld and preset != "flannel":
+            raise LabError("--flanneld runs flannel: use it with --preset flannel")
+        flanneld_path = real_flannel.binary(flanneld) if flanneld else ""
         if port is not None and not 1 <= port <= 65535:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
@@ -69,6 +72,8 @@ class Lab:
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
+            if flanneld_path:
+                state.flanneld, state.flanneld_version = flanneld_path, real_flannel.version_of(flanneld_path)
             try:
                 self._build(state, parsed)
             except BaseException:
@@ -197,12 +202,16 @@ class Lab:
         node_files.check(want)
         overlay.build_skeleton(state.instance, state.nodes)
         # addresses first: sshd and etcd bind to the node address and die if it is not there yet
-        overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
+        if state.flanneld:  # the node basics only: flanneld makes the overlay
+            real_flannel.program_base(state)
+        else:
+            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
         sshd.prepare(state)
         node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
         etcd_proc = None
         if state.preset == "flannel":
-            etcd_proc = etcd.start(state)
+            v2 = bool(state.flanneld) and real_flannel.uses_v2(state.flanneld_version)
+            etcd_proc = etcd.start(state, ("--enable-v2=true",) if v2 else ())
             self._children.append(etcd_proc)
             state.etcd_endpoint = etcd.endpoint(state)
         procs = sshd.start(state)
@@ -214,6 +223,8 @@ class Lab:
         if etcd_proc is not None:
             etcd.wait_ready(state, etcd_proc)
             state.etcd_start = proc_start(state.etcd_pid)
+        if state.flanneld:
+            self._children.extend(real_flannel.bring_up(state, want))
         self._apply(state, parsed, [], fresh=None)
         inventory_out.write(state)
         save(state)
@@ -234,10 +245,12 @@ class Lab:
         fault_rules.apply_offload(state, want)
         fault_rules.apply_mounts(state, want, platform.release())
         fault_rules.apply_slow(state, want, before.slow, before.mitm)
+        if state.flanneld:  # what the real daemon made, not what the imitation would
+            real_flannel.merge(state, want)
         for node in state.nodes:
             node.vtep_mac = want.macs[node.name]
         state.faults = [f.spec for f in wanted]
-        if state.etcd_pid:
+        if state.etcd_pid and not state.flanneld:
             etcd.write(state, want)
         kubectl.write(state, want)
         fault_rules.apply_hostile(state, want)
@@ -249,6 +262,7 @@ class Lab:
         pids = []
         if state is not None:
             pids = [(n.sshd_pid, n.sshd_start) for n in state.nodes] + [(state.etcd_pid, state.etcd_start)]
+            pids += [(pid, start) for pid, start in state.flanneld_pids.values()]
         self._kill(pids)
         names = sorted(set(overlay.lab_netns(self.instance)) | {n.netns for n in (state.nodes if state else [])})
         self._kill_netns_processes(names)

@@ -41,6 +41,9 @@ class LabState:
     etcd_pid: int = 0
     etcd_start: str = ""
     mounts: dict[str, list[str]] = field(default_factory=dict)  # node -> paths bind-mounted by faults
+    flanneld: str = ""  # real flanneld binary (lab up --flanneld); "" = the imitation programs the nodes
+    flanneld_version: str = ""
+    flanneld_pids: dict[str, list] = field(default_factory=dict)  # node -> [pid, /proc start time]
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:

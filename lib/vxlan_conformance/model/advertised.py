@@ -20,6 +20,7 @@ class Advertised:
     vtep_ip: str | None = None     # flannel: the pod subnet's network address; Calico: tunnel address
     internal_ip: str | None = None
     host: str | None = None        # the inventory host this node was matched to
+    problem: str | None = None     # what is wrong with the advertisement itself (e.g. backend-data null)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,6 +33,8 @@ class RunData:
     view_source: str = "none"
     view: dict[str, Advertised] = field(default_factory=dict)     # host -> what the overlay advertises
     view_error: str | None = None
+    view_note: str | None = None                                  # e.g. which etcd API held the leases
+    view_config: dict[str, Any] = field(default_factory=dict)     # the overlay's network config, when read
     view_unmatched: list[Advertised] = field(default_factory=list)  # advertised, matching no host
     mesh: dict[str, PairEvidence] = field(default_factory=dict)   # "A->B" -> what the mesh observed
     mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
