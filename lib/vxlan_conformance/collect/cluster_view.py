@@ -9,6 +9,7 @@ against real outputs.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -74,10 +75,37 @@ def etcdctl_command(etcdctl: str, prefix: str = ETCD_PREFIX) -> str:
     return (f"ETCDCTL_API=3 {etcdctl} get --prefix {shlex.quote(prefix + '/subnets')} -w json")
 
 
+SECTION = "@@vxlan-view-section {}@@"
+SECTION_RE = re.compile(r"^@@vxlan-view-section ([A-Za-z0-9.-]+)@@$", re.M)
+FAILED = "@@vxlan-view-failed@@"
+
+
+def kubectl_view_command(kubectl: str, cni: Cni) -> str:
+    """`kubectl get nodes -o json`, then the CNI's extra commands in the same shell, each after a marker
+    line; the exit status is the nodes command's, and an extra command that fails only marks its section."""
+    extra = cni.view_extra_commands(kubectl)
+    if not extra:
+        return kubectl_command(kubectl)
+    parts = [f"{kubectl_command(kubectl)} || exit $?"]
+    for name, command in extra.items():
+        parts.append(f"echo {shlex.quote(SECTION.format(name))}; {{ {command}; }} 2>/dev/null || echo {FAILED}")
+    return "\n".join(parts + ["exit 0"])
+
+
+def split_sections(out: str) -> tuple[str, dict[str, str | None]]:
+    """The nodes text and name -> section text (None: its command failed)."""
+    pieces = SECTION_RE.split(out)
+    sections: dict[str, str | None] = {}
+    for name, text in zip(pieces[1::2], pieces[2::2], strict=False):
+        sections[name] = None if text.rstrip().endswith(FAILED) else text
+    return pieces[0], sections
+
+
 def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl: str = "etcdctl",
-          where: str) -> list[Advertised]:
-    """Run the view command through `run` (SSH on `where`, or local) and parse it."""
-    command = kubectl_command(kubectl) if kind.startswith("kubectl") else etcdctl_command(etcdctl)
+          where: str, extra: dict | None = None) -> list[Advertised]:
+    """Run the view command through `run` (SSH on `where`, or local) and parse it; `extra`, when given,
+    receives the CNI-wide view (cni.view_extra) of a kubectl view."""
+    command = kubectl_view_command(kubectl, cni) if kind.startswith("kubectl") else etcdctl_command(etcdctl)
     status, out, err = run(command)
     if status == 127:
         tool = "kubectl" if kind.startswith("kubectl") else "etcdctl"
@@ -85,8 +113,15 @@ def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl
                         f" set vxlan_{tool} to its path or vxlan_cluster_view: none")
     if status != 0:
         first = (err or out).strip().splitlines()[:1]
-        raise ViewError(f"{where}: `{command}` failed (exit {status}): {first[0] if first else 'no output'}")
-    return parse_kubectl_nodes(out, cni) if kind.startswith("kubectl") else parse_etcd_leases(out)
+        shown = kubectl_command(kubectl) if kind.startswith("kubectl") else command
+        raise ViewError(f"{where}: `{shown}` failed (exit {status}): {first[0] if first else 'no output'}")
+    if not kind.startswith("kubectl"):
+        return parse_etcd_leases(out)
+    nodes, sections = split_sections(out)
+    advertised = parse_kubectl_nodes(nodes, cni)
+    if extra is not None and sections:
+        extra.update(cni.view_extra({**sections, "nodes": nodes}))
+    return advertised
 
 
 def local_runner(kubeconfig: str | None, timeout: float) -> Runner:

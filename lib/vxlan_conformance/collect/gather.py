@@ -142,8 +142,10 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
             where = hosts[0].name
             runner = _ssh_runner(pool, where, secrets)
         progress(f"view: {kind} on {where}")
+        extra: dict = {}
         advertised = cluster_view.fetch(kind, runner, cni=cni.by_name(overlay.cni), kubectl=overlay.kubectl,
-                                        etcdctl=overlay.etcdctl, where=where)
+                                        etcdctl=overlay.etcdctl, where=where, extra=extra)
+        run.view_cluster = extra
     except (cluster_view.ViewError, SSHError) as exc:
         run.view_error = hide_commands(str(exc), secrets)
         progress(f"view: {run.view_error}")

@@ -20,6 +20,7 @@ class Advertised:
     vtep_ip: str | None = None     # flannel: the pod subnet's network address; Calico: tunnel address
     internal_ip: str | None = None
     host: str | None = None        # the inventory host this node was matched to
+    vtep_mac_source: str | None = None  # where vtep_mac comes from when not published as is (Calico: felix-derived)
 
     def to_dict(self) -> dict:
         return asdict(self)

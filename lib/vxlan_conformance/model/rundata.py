@@ -34,6 +34,7 @@ class RunData:
     view: dict[str, Advertised] = field(default_factory=dict)     # host -> what the overlay advertises
     view_error: str | None = None
     view_unmatched: list[Advertised] = field(default_factory=list)  # advertised, matching no host
+    view_cluster: dict[str, Any] = field(default_factory=dict)    # CNI-wide view (Calico: IPAM blocks, pools, felix)
     mesh: dict[str, PairEvidence] = field(default_factory=dict)   # "A->B" -> what the mesh observed
     mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
     mesh_error: str | None = None
