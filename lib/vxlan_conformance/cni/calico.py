@@ -208,10 +208,12 @@ class Calico(Cni):
         def build() -> dict[str, list[str]]:
             hosts = {self._node_name(run, h): h for h in run.nodes}
             routed: dict[str, list[str]] = {}
-            for block in _calico(run).get("blocks") or []:
+            blocks = _calico(run).get("blocks") or []
+            for block in blocks:
                 owner = hosts.get(block.get("node") or "")
                 if owner is not None:
                     routed.setdefault(owner, []).append(block["cidr"])
+            for block in blocks:
                 for ip, node in block.get("borrowed") or []:
                     if node in hosts:
                         routed.setdefault(hosts[node], []).append(f"{ip}/32")
