@@ -180,7 +180,8 @@ class Lab:
             inventory = PROJECT_ROOT / inventory
         lab_nodes = []
         for i in range(1, nodes + 1):
-            mac, name = random_mac(), plan.node_name(i)
+            name = plan.node_name(i)
+            mac = plan.felix_mac(name) if chosen.name == "calico" else random_mac()
             lab_nodes.append(LabNode(name=name, address=plan.node_address(self.instance, i),
                                      netns=plan.netns_name(self.instance, name), vtep_mac=mac,
                                      vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)), base_mac=mac,
@@ -197,7 +198,8 @@ class Lab:
         node_files.check(want)
         overlay.build_skeleton(state.instance, state.nodes)
         # addresses first: sshd and etcd bind to the node address and die if it is not there yet
-        overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
+        overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True,
+                        preset=state.preset)
         sshd.prepare(state)
         node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
         etcd_proc = None
@@ -224,7 +226,8 @@ class Lab:
         want = desired(state.instance, state.nodes, wanted)
         node_files.check(want)
         if fresh is not None:
-            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh)
+            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
+                            preset=state.preset)
         before = desired(state.instance, state.nodes, previous)
         fault_rules.apply_blocked(state, want)
         if want.bad_checksum or before.bad_checksum:
