@@ -37,6 +37,9 @@ def node_list(state: LabState, want: Desired) -> dict:
             # assignHostTunnelAddr): never VXLANTunnelMACAddr, felix derives the MAC from the name
             annotations = {"projectcalico.org/IPv4Address": f"{public}/{prefix}",
                            "projectcalico.org/IPv4VXLANTunnelAddr": node.vtep_ip}
+            if mac != plan.felix_mac(node.name):  # a fault gave the node another MAC: as a configured
+                # VXLANTunnelMACAddr (node.go), which felix then puts on the device (vxlan_resolver.go)
+                annotations["projectcalico.org/VXLANTunnelMACAddr"] = mac
         else:
             annotations = {"flannel.alpha.coreos.com/backend-data": json.dumps(
                                {"VNI": state.vni, "VtepMAC": mac}, separators=(",", ":")),
