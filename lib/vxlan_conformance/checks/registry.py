@@ -46,7 +46,7 @@ def check(id: str, title: str, scope: str, codes: tuple[str, ...] = ()) -> Calla
 
         @functools.wraps(fn)
         def run_check(run: RunData, *subjects: str) -> CheckResult:
-            reason = cni.of_run(run).not_applicable(id)
+            reason = cni.of_run(run).not_applicable(id, run)
             if reason is None:
                 try:
                     result = fn(run, *subjects)

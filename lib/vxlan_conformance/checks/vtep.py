@@ -148,8 +148,11 @@ def mtu(run: RunData, host: str) -> CheckResult:
     if device is None or device.mtu is None:
         return CheckResult(host, note="no VXLAN device (see vxlan-device)")
     configured = run.overlay.get("mtu")
+    by_cni = None if configured else cni.of_run(run).expected_mtu(run, host)
     if configured:
         expected, why = int(configured), "vxlan_mtu"
+    elif by_cni is not None:
+        expected, why = by_cni
     elif facts.underlay is not None and facts.underlay.mtu:
         expected, why = facts.underlay.mtu - 50, f"{facts.underlay.name} MTU {facts.underlay.mtu} - 50"
     else:

@@ -80,8 +80,23 @@ class Cni:
         return _bare_node(node)
 
     # -- which checks apply -----------------------------------------------------------------------
-    def not_applicable(self, check: str) -> str | None:
-        """Why a check does not apply to this CNI's nodes, or None when it does."""
+    def not_applicable(self, check: str, run: RunData | None = None) -> str | None:
+        """Why a check does not apply to this CNI's nodes (in this run, when given), or None when it does."""
+        return None
+
+    # -- more of the cluster view than the Node objects --------------------------------------------
+    def view_extra_commands(self, kubectl: str) -> dict[str, str]:
+        """name -> command whose output `view_extra` reads, run after `kubectl get nodes` in the same SSH
+        command; a command that fails leaves its section empty (e.g. a CRD that is not installed)."""
+        return {}
+
+    def view_extra(self, sections: Mapping[str, str | None]) -> dict:
+        """The CNI-wide view (RunData.view_cluster) from the outputs of `view_extra_commands` (None: failed)
+        and "nodes" (the NodeList text)."""
+        return {}
+
+    def expected_mtu(self, run: RunData, host: str) -> tuple[int, str] | None:
+        """(MTU, why) the CNI gives the device when vxlan_mtu is unset; None: underlay MTU - 50."""
         return None
 
     # -- what A must hold for each peer B --------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ class View:
     advertised: list[Advertised]
     note: str | None = None
     config: dict = field(default_factory=dict)
+    cluster: dict = field(default_factory=dict)
 
 
 def parse_etcd_leases(text: str, prefix: str = ETCD_PREFIX) -> list[Advertised]:
@@ -141,6 +143,32 @@ def etcdctl_command(etcdctl: str, prefix: str = ETCD_PREFIX) -> str:
             f"[ $s -ne 0 ] && [ $n -eq 0 ] && exit $s; exit 0")
 
 
+SECTION = "@@vxlan-view-section {}@@"
+SECTION_RE = re.compile(r"^@@vxlan-view-section ([A-Za-z0-9.-]+)@@$", re.M)
+FAILED = "@@vxlan-view-failed@@"
+
+
+def kubectl_view_command(kubectl: str, cni: Cni) -> str:
+    """`kubectl get nodes -o json`, then the CNI's extra commands in the same shell, each after a marker
+    line; the exit status is the nodes command's, and an extra command that fails only marks its section."""
+    extra = cni.view_extra_commands(kubectl)
+    if not extra:
+        return kubectl_command(kubectl)
+    parts = [f"{kubectl_command(kubectl)} || exit $?"]
+    for name, command in extra.items():
+        parts.append(f"echo {shlex.quote(SECTION.format(name))}; {{ {command}; }} 2>/dev/null || echo {FAILED}")
+    return "\n".join(parts + ["exit 0"])
+
+
+def split_sections(out: str) -> tuple[str, dict[str, str | None]]:
+    """The nodes text and name -> section text (None: its command failed)."""
+    pieces = SECTION_RE.split(out)
+    sections: dict[str, str | None] = {}
+    for name, text in zip(pieces[1::2], pieces[2::2], strict=False):
+        sections[name] = None if text.rstrip().endswith(FAILED) else text
+    return pieces[0], sections
+
+
 def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl: str = "etcdctl",
           where: str, etcd_prefix: str = ETCD_PREFIX) -> list[Advertised]:
     """Run the view command through `run` (SSH on `where`, or local) and parse it."""
@@ -150,9 +178,10 @@ def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl
 
 def fetch_view(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl: str = "etcdctl",
                where: str, etcd_prefix: str = ETCD_PREFIX) -> View:
-    """As fetch, with the note on where the nodes were found and the network config when read."""
+    """As fetch, with the note on where the nodes were found, the network config when read and, for a
+    kubectl view, the CNI-wide view (cni.view_extra: Calico's IPPools, IPAM blocks, felix config)."""
     is_kubectl = kind.startswith("kubectl")
-    command = kubectl_command(kubectl) if is_kubectl else etcdctl_command(etcdctl, etcd_prefix)
+    command = kubectl_view_command(kubectl, cni) if is_kubectl else etcdctl_command(etcdctl, etcd_prefix)
     status, out, err = run(command)
     if status == 127:
         tool = "kubectl" if is_kubectl else "etcdctl"
@@ -160,11 +189,15 @@ def fetch_view(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", et
                         f" set vxlan_{tool} to its path or vxlan_cluster_view: none")
     if status != 0:
         first = (err or out).strip().splitlines()[:1]
-        shown = command if is_kubectl else f"{etcdctl} get --prefix {etcd_prefix}/"
+        shown = kubectl_command(kubectl) if is_kubectl else f"{etcdctl} get --prefix {etcd_prefix}/"
         raise ViewError(f"{where}: `{shown}` failed (exit {status}): {first[0] if first else 'no output'}")
-    if is_kubectl:
-        return View(parse_kubectl_nodes(out, cni))
-    return parse_etcd(out, etcd_prefix)
+    if not is_kubectl:
+        return parse_etcd(out, etcd_prefix)
+    nodes, sections = split_sections(out)
+    view = View(parse_kubectl_nodes(nodes, cni))
+    if sections:
+        view.cluster = cni.view_extra({**sections, "nodes": nodes})
+    return view
 
 
 def local_runner(kubeconfig: str | None, timeout: float) -> Runner:

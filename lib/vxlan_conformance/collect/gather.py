@@ -145,6 +145,7 @@ def _collect_view(inventory: Inventory, pool: Pool, run: RunData, progress: Prog
         view = cluster_view.fetch_view(kind, runner, cni=cni.of_run(run), kubectl=overlay.kubectl,
                                        etcdctl=overlay.etcdctl, where=where, etcd_prefix=overlay.etcd_prefix)
         advertised, run.view_note, run.view_config = view.advertised, view.note, view.config
+        run.view_cluster = view.cluster
         if view.note:
             progress(f"view: {view.note}")
     except (cluster_view.ViewError, SSHError) as exc:

@@ -28,6 +28,8 @@ HOST_KEY_POLICIES = ("strict", "accept-new", "off")
 KERNEL_POLICIES = ("denylist", "allowlist")
 _KUBESPRAY_PORT_VNI = {"flannel": (("flannel_vxlan_port",), ("flannel_vxlan_vni",)),
                        "calico": (("calico_vxlan_port",), ("calico_vxlan_vni",))}
+# IPPool spec.vxlanMode, lower-cased (kubespray: calico_vxlan_mode)
+CALICO_VXLAN_MODES = ("always", "crosssubnet", "never")
 _CNI_HINTS = ("kube_network_plugin", "CLUSTER_NETWORK")
 
 
@@ -51,6 +53,8 @@ class Overlay:
     known_hosts: str | None = None
     kernel_policy: str = "denylist"
     kernel_list: str | None = None
+    calico_vxlan_mode: str | None = None  # always | crosssubnet | never; the IPPools' vxlanMode wins
+    calico_version: str | None = None     # e.g. v3.16.4: the VXLAN MTU default (1410 before v3.17.0)
 
 
 SETTINGS = tuple(f"vxlan_{f.name}" for f in fields(Overlay))
@@ -91,6 +95,9 @@ def overlay_for(read: VarReader, source: Path) -> Overlay:
         known_hosts=_local_path(read.text("vxlan_known_hosts"), source),
         kernel_policy=read.choice("vxlan_kernel_policy", KERNEL_POLICIES) or "denylist",
         kernel_list=_local_path(read.text("vxlan_kernel_list"), source),
+        calico_vxlan_mode=read.choice("vxlan_calico_vxlan_mode", CALICO_VXLAN_MODES)
+        or _calico_mode(read.text("calico_vxlan_mode")),
+        calico_version=read.text("vxlan_calico_version", "calico_version"),
     )
 
 
@@ -120,6 +127,12 @@ def _inferred_cni(read: VarReader) -> str:
                             f"({', '.join(CNIS)}) if the cluster runs one")
         return value.strip().lower()
     return "flannel"
+
+
+def _calico_mode(value: str | None) -> str | None:
+    """kubespray's calico_vxlan_mode, when it is one of Calico's modes (else left to the IPPools)."""
+    mode = (value or "").strip().lower()
+    return mode if mode in CALICO_VXLAN_MODES else None
 
 
 def _or(value: int | None, default: int) -> int:

@@ -18,7 +18,7 @@ from vxlan_conformance import PROJECT_ROOT
 from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd
 from .errors import LabError
 from .faults import Desired, Fault, desired, parse
-from .run import require_tools, run
+from .run import proc_start, require_tools, run
 from .state import LabNode, LabState, load, save
 
 DEFAULT_INVENTORY = "inventory/lab.yaml"
@@ -31,16 +31,6 @@ def random_mac() -> str:
     raw = bytearray(os.urandom(6))
     raw[0] = (raw[0] & 0xFE) | 0x02
     return ":".join(f"{b:02x}" for b in raw)
-
-
-def proc_start(pid: int) -> str:
-    """Start time (clock ticks since boot) of pid, '' if gone: tells a recycled PID from ours."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    fields = stat.rpartition(")")[2].split()
-    return "" if fields[0] == "Z" else fields[19]
 
 
 class Lab:
@@ -185,7 +175,8 @@ class Lab:
             inventory = PROJECT_ROOT / inventory
         lab_nodes = []
         for i in range(1, nodes + 1):
-            mac, name = random_mac(), plan.node_name(i)
+            name = plan.node_name(i)
+            mac = plan.felix_mac(name) if chosen.name == "calico" else random_mac()
             lab_nodes.append(LabNode(name=name, address=plan.node_address(self.instance, i),
                                      netns=plan.netns_name(self.instance, name), vtep_mac=mac,
                                      vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)), base_mac=mac,
@@ -205,7 +196,8 @@ class Lab:
         if state.flanneld:  # the node basics only: flanneld makes the overlay
             real_flannel.program_base(state)
         else:
-            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True)
+            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True,
+                            preset=state.preset)
         sshd.prepare(state)
         node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
         etcd_proc = None
@@ -235,7 +227,8 @@ class Lab:
         want = desired(state.instance, state.nodes, wanted)
         node_files.check(want)
         if fresh is not None:
-            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh)
+            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
+                            preset=state.preset)
         before = desired(state.instance, state.nodes, previous)
         fault_rules.apply_blocked(state, want)
         if want.bad_checksum or before.bad_checksum:

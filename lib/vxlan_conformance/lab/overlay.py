@@ -58,7 +58,7 @@ def base_lines(instance: int, node: LabNode, nodes: list[LabNode]) -> list[str]:
 
 
 def overlay_lines(want: Desired, node: LabNode, nodes: list[LabNode], device: str, vni: int, port: int,
-                  nat: str) -> list[str]:
+                  nat: str, preset: str = "flannel") -> list[str]:
     """flannel: vxlan id VNI local ADDR dev eth0 dstport PORT nolearning (udpcsum default), MTU eth0-50."""
     name = node.name
     # flannel takes the device MTU from its own underlay interface (backend/vxlan: ExtIface.Iface.MTU - 50)
@@ -70,10 +70,33 @@ def overlay_lines(want: Desired, node: LabNode, nodes: list[LabNode], device: st
              f"address add {node.vtep_ip}/32 dev {device}"]
     if want.nat_on_lo:
         lines.append(f"address add {nat}/32 dev lo")
+    if preset == "calico":
+        lines += calico_routes(node, nodes, device)
     for peer in nodes:
         if peer.name != name:
-            lines.append(f"route add {peer.subnet} via {peer.vtep_ip} dev {device} onlink")
+            if preset != "calico":
+                lines.append(f"route add {peer.subnet} via {peer.vtep_ip} dev {device} onlink")
             lines.append(f"neigh add {peer.vtep_ip} lladdr {want.macs[peer.name]} dev {device} nud permanent")
+    return lines
+
+
+def calico_routes(node: LabNode, nodes: list[LabNode], device: str) -> list[str]:
+    """felix's routes (projectcalico/calico felix/dataplane/linux/vxlan_mgr.go tunnelRoute, route_mgr.go
+    blackholeRoutes, felix/calc/l3_route_resolver.go routesFromBlock): every remote IPAM block via the
+    owner's tunnel address onlink (proto boot, the DeviceRouteProtocol default), a /32 for an address
+    borrowed by another node, and a blackhole (proto 80) for each local block."""
+    index = {n.name: i for i, n in enumerate(nodes, 1)}
+    lines = []
+    for peer in nodes:
+        for block in plan.calico_blocks(index[peer.name]):
+            if peer.name == node.name:
+                lines.append(f"route replace blackhole {block} proto {plan.CALICO_LOCAL_BLOCK_PROTO}")
+            else:
+                lines.append(f"route add {block} via {peer.vtep_ip} dev {device} onlink proto boot")
+    for address, _, _, borrower in plan.calico_borrowed(len(nodes)):
+        holder = nodes[borrower - 1]
+        if holder.name != node.name:  # on the borrower felix routes it to the pod's cali interface
+            lines.append(f"route add {address}/32 via {holder.vtep_ip} dev {device} onlink proto boot")
     return lines
 
 
@@ -83,7 +106,7 @@ def fdb_lines(want: Desired, node: LabNode, device: str) -> list[str]:
 
 
 def program(instance: int, want: Desired, nodes: list[LabNode], device: str, vni: int, port: int,
-            fresh: bool) -> None:
+            fresh: bool, preset: str = "flannel") -> None:
     """Make every node hold exactly `want`; a rebuilt lab needs the eth0 basics too."""
     nat = plan.nat_address(instance)
     if not fresh:  # drop the old device (routes, neigh, fdb go with it) and the shared NAT address;
@@ -94,7 +117,7 @@ def program(instance: int, want: Desired, nodes: list[LabNode], device: str, vni
     jobs = []
     for node in nodes:
         lines = (base_lines(instance, node, nodes) if fresh else []) + overlay_lines(want, node, nodes, device, vni,
-                                                                               port, nat)
+                                                                               port, nat, preset)
         jobs.append((["ip", "-n", node.netns, "-batch", "-"], "\n".join(lines) + "\n", f"programming {node.name}"))
     run_many(jobs, timeout=60)
     jobs = [(["bridge", "-n", n.netns, "-batch", "-"], "\n".join(fdb_lines(want, n, device)) + "\n",

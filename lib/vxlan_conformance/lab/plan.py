@@ -101,8 +101,36 @@ def subnet(index: int) -> ipaddress.IPv4Network:
 
 
 def vtep_ip(index: int) -> str:
-    """flannel (and, here, Calico) put the VTEP on the first address of the node's block."""
+    """flannel puts the VTEP on the first address of the node's subnet; calico-node's tunnel address is the
+    first free address of the node's first IPAM block (allocateip.go assignHostTunnelAddr): the same."""
     return str(subnet(index).network_address)
+
+
+# Calico (preset calico), as felix and calico-ipam build it (projectcalico/calico 87c15906f2):
+CALICO_BLOCK_LEN = 26        # IPPool blockSize default (api/pkg/apis/projectcalico/v3/ippool.go)
+CALICO_BLOCKS_PER_NODE = 2   # a node that ran out of its first block claims another one
+CALICO_BORROWED = (1, 5, 2)  # node1's first block, ordinal 5, allocated to a pod on node2 (secondary.node)
+CALICO_LOCAL_BLOCK_PROTO = 80  # felix dataplanedefs.DefaultRouteProto: blackholes of local blocks
+
+
+def felix_mac(name: str) -> str:
+    """The VTEP MAC felix derives when the node has no VXLANTunnelMACAddr (felix/calc/vxlan_resolver.go
+    vtepMACForHost): 0x66 followed by the first five bytes of sha1(node name)."""
+    digest = hashlib.sha1(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in bytes([0x66]) + digest[:5])
+
+
+def calico_blocks(index: int) -> list[str]:
+    """The IPAM blocks affine to node `index`: the first /26s of its /24 (the lab keeps one /24 per node)."""
+    return [str(net) for net in subnet(index).subnets(new_prefix=CALICO_BLOCK_LEN)][:CALICO_BLOCKS_PER_NODE]
+
+
+def calico_borrowed(nodes: int) -> list[tuple[str, int, int, int]]:
+    """[(address, block owner index, ordinal, borrowing node index)]: one address borrowed across nodes."""
+    owner, ordinal, borrower = CALICO_BORROWED
+    if nodes < max(owner, borrower):
+        return []
+    return [(str(subnet(owner).network_address + ordinal), owner, ordinal, borrower)]
 
 
 def nat_address(instance: int) -> str:

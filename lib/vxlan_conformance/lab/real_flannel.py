@@ -33,7 +33,8 @@ from vxlan_conformance import PROJECT_ROOT
 from . import plan
 from .errors import LabError
 from .faults import Desired
-from .run import run
+from .overlay import base_lines
+from .run import proc_start, run, run_many
 from .state import LabNode, LabState
 
 VERSIONS = ("v0.20.2", "v0.12.0")
@@ -173,9 +174,6 @@ def adopt(state: LabState, want: Desired, found: dict[str, dict]) -> None:
 
 def program_base(state: LabState) -> None:
     """eth0 up with its address and static underlay ARP (overlay.base_lines), and nothing of the overlay."""
-    from .overlay import base_lines
-    from .run import run_many
-
     run_many([(["ip", "-n", n.netns, "-batch", "-"], "\n".join(base_lines(state.instance, n, state.nodes)) + "\n",
                f"programming {n.name}") for n in state.nodes], timeout=60)
 
@@ -183,8 +181,6 @@ def program_base(state: LabState) -> None:
 def bring_up(state: LabState, want: Desired) -> list[subprocess.Popen]:
     """Config into etcd, faults that act before flanneld starts, flanneld on every node (staggered), then
     wait until every node programmed every peer, restarting a node that missed some (v0.20.2 watch race)."""
-    from .lab import proc_start
-
     v2 = uses_v2(state.flanneld_version)
     endpoint = state.etcd_endpoint
     write_config(endpoint, {"Type": "vxlan", "VNI": state.vni, "Port": state.port}, v2)

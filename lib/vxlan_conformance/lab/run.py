@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import LabError
 
@@ -73,3 +74,13 @@ def run_many(jobs: Sequence[tuple[list[str], str | None, str]], *, timeout: floa
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise LabError(errors[0] + more)
+
+
+def proc_start(pid: int) -> str:
+    """Start time (clock ticks since boot) of pid, '' if gone: tells a recycled PID from ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()
+    return "" if fields[0] == "Z" else fields[19]

@@ -21,6 +21,7 @@ class Advertised:
     internal_ip: str | None = None
     host: str | None = None        # the inventory host this node was matched to
     problem: str | None = None     # what is wrong with the advertisement itself (e.g. backend-data null)
+    vtep_mac_source: str | None = None  # where vtep_mac comes from when not published as is (Calico: felix-derived)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,6 +36,7 @@ class RunData:
     view_note: str | None = None                                  # e.g. which etcd API held the leases
     view_config: dict[str, Any] = field(default_factory=dict)     # the overlay's network config, when read
     view_unmatched: list[Advertised] = field(default_factory=list)  # advertised, matching no host
+    view_cluster: dict[str, Any] = field(default_factory=dict)    # CNI-wide view (Calico: IPAM blocks, pools, felix)
     mesh: dict[str, PairEvidence] = field(default_factory=dict)   # "A->B" -> what the mesh observed
     mesh_pairs: list[str] = field(default_factory=list)           # the directed pairs probed
     mesh_error: str | None = None
