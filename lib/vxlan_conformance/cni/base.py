@@ -65,11 +65,28 @@ class Cni:
     name = ""
     defaults = Defaults("", 0, 0)
     view_sources: tuple[str, ...] = ("kubectl",)   # where the CNI publishes its nodes
+    view_resources: tuple[str, ...] = ("nodes",)   # what `kubectl get <resource> -o json` the view reads
+    mtu_overhead = 50                              # device MTU = underlay MTU - this (vxlan_mtu unset)
 
     # -- the advertised view ----------------------------------------------------------------------
     def advertised(self, node: Mapping) -> Advertised:
         """One Kubernetes Node object (of `kubectl get nodes -o json`) as this CNI advertises it."""
         return _bare_node(node)
+
+    def advertised_all(self, lists: Mapping[str, list]) -> list[Advertised]:
+        """Every node as advertised, from the items of each of `view_resources` (resource -> items)."""
+        return [self.advertised(item) for item in lists.get("nodes", [])]
+
+    # -- what a node's device must look like ------------------------------------------------------
+    def device_config(self, run: RunData) -> dict[str, object]:
+        """The VXLAN device settings every node must have (vtep-config): VNI, port, learning."""
+        return {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": False}
+
+    def probe_vni(self, run: RunData, host: str) -> int:
+        """The VNI the runner-built raw frames to `host` carry: its device's (or the configured) VNI."""
+        facts = run.facts.get(host)
+        device = facts.device if facts else None
+        return device.vni if device is not None and device.vni is not None else int(run.overlay["vni"])
 
     # -- which checks apply -----------------------------------------------------------------------
     def not_applicable(self, check: str) -> str | None:

@@ -24,13 +24,23 @@ class ViewError(Exception):
     """One line: which source failed on which host, and what to do."""
 
 
-def parse_kubectl_nodes(text: str, cni: Cni) -> list[Advertised]:
-    """Parse `kubectl get nodes -o json` (a v1 NodeList) into what `cni` advertises for each node."""
+def parse_kubectl_nodes(text: str, cni: Cni, more: Mapping[str, str] | None = None) -> list[Advertised]:
+    """Parse `kubectl get nodes -o json` (a v1 NodeList) into what `cni` advertises for each node; `more`:
+    the output of `kubectl get <resource> -o json` for the CNI's other view resources (CiliumNodes)."""
+    lists = {"nodes": _items(text, "nodes")}
+    lists.update({resource: _items(out, resource) for resource, out in (more or {}).items()})
+    return cni.advertised_all(lists)
+
+
+def _items(text: str, resource: str) -> list:
     try:
         items = json.loads(text)["items"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ViewError(f"kubectl output is not a NodeList ({exc.__class__.__name__})") from None
-    return [cni.advertised(item) for item in items]
+        kind = "a NodeList" if resource == "nodes" else f"a list of {resource}"
+        raise ViewError(f"kubectl output is not {kind} ({exc.__class__.__name__})") from None
+    if not isinstance(items, list):
+        raise ViewError(f"kubectl output for {resource} has no list of items")
+    return items
 
 
 def parse_etcd_leases(text: str, prefix: str = ETCD_PREFIX) -> list[Advertised]:
@@ -66,8 +76,8 @@ def match_hosts(advertised: Sequence[Advertised], hosts: Mapping[str, str],
     return matched
 
 
-def kubectl_command(kubectl: str) -> str:
-    return f"{kubectl} get nodes -o json"
+def kubectl_command(kubectl: str, resource: str = "nodes") -> str:
+    return f"{kubectl} get {resource} -o json"
 
 
 def etcdctl_command(etcdctl: str, prefix: str = ETCD_PREFIX) -> str:
@@ -86,7 +96,21 @@ def fetch(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", etcdctl
     if status != 0:
         first = (err or out).strip().splitlines()[:1]
         raise ViewError(f"{where}: `{command}` failed (exit {status}): {first[0] if first else 'no output'}")
-    return parse_kubectl_nodes(out, cni) if kind.startswith("kubectl") else parse_etcd_leases(out)
+    if not kind.startswith("kubectl"):
+        return parse_etcd_leases(out)
+    more = {}
+    for resource in cni.view_resources:  # Cilium: its CiliumNodes too
+        if resource != "nodes":
+            more[resource] = _run_kubectl(run, kubectl_command(kubectl, resource), where)
+    return parse_kubectl_nodes(out, cni, more)
+
+
+def _run_kubectl(run: Runner, command: str, where: str) -> str:
+    status, out, err = run(command)
+    if status != 0:
+        first = (err or out).strip().splitlines()[:1]
+        raise ViewError(f"{where}: `{command}` failed (exit {status}): {first[0] if first else 'no output'}")
+    return out
 
 
 def local_runner(kubeconfig: str | None, timeout: float) -> Runner:
