@@ -202,14 +202,16 @@ def split_sections(output: str) -> dict[str, Section]:
     return sections
 
 
-def parse(host: str, output: str, device: str) -> NodeFacts:
-    """Parse the collect script's output; never raises (problems become `facts.notes`)."""
+def parse(host: str, output: str, device: str, address: str | None = None) -> NodeFacts:
+    """Parse the collect script's output; never raises (problems become `facts.notes`). `address`: the
+    node's address, whose interface is the underlay of a flow-based device (Cilium: no dev, no local)."""
     facts = NodeFacts(host=host)
     sections = split_sections(output)
     if not sections:
         facts.notes.append(f"{host}: no {MARKER} sections in the output; was collect_script's output passed?")
         return facts
     collector = _Collector(facts, sections, device)
+    collector.address = address
     collector.run()
     return facts
 
@@ -225,6 +227,7 @@ class _Collector:
         self.sections = sections
         self.device_name = device
         self.interfaces: list[Interface] = []
+        self.address: str | None = None
 
     def run(self) -> None:
         facts = self.facts
@@ -332,8 +335,9 @@ class _Collector:
         by_name = {i.name: i for i in self.interfaces}
         if device.dev in by_name:
             return by_name[device.dev]
+        local = device.local or (self.address if device.external else None)
         for interface in self.interfaces:
-            if any(a.address == device.local for a in interface.addresses):
+            if any(a.address == local for a in interface.addresses):
                 return interface
         if self.interfaces and (device.dev or device.local):
             self.facts.notes.append(f"underlay of {device.name} not found (dev={device.dev}, local={device.local})")
