@@ -17,7 +17,7 @@ from vxlan_conformance import PROJECT_ROOT
 
 from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
 from .errors import LabError
-from .faults import Desired, Fault, desired, parse
+from .faults import Desired, Fault, check_preset, desired, parse
 from .run import require_tools, run
 from .state import LabNode, LabState, load, save
 
@@ -66,6 +66,7 @@ class Lab:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
         parsed = [parse(spec, names) for spec in faults]
+        check_preset(parsed, chosen.name)
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
@@ -89,6 +90,7 @@ class Lab:
             state = self._require_up()
             names = [n.name for n in state.nodes]
             new = [parse(spec, names) for spec in specs]
+            check_preset(new, state.preset)
             current = [parse(spec, names) for spec in state.faults]
             # faults outside the VXLAN device (blackhole, slow, firewalls) leave it alone, so they can
             # hit a running suite without re-creating every node's device under its agents
@@ -183,7 +185,8 @@ class Lab:
             mac, name = random_mac(), plan.node_name(i)
             lab_nodes.append(LabNode(name=name, address=plan.node_address(self.instance, i),
                                      netns=plan.netns_name(self.instance, name), vtep_mac=mac,
-                                     vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)), base_mac=mac,
+                                     vtep_ip=plan.router_ip(i) if chosen.name == "cilium" else plan.vtep_ip(i),
+                                     subnet=str(plan.subnet(i)), base_mac=mac,
                                      eth_mac=random_mac()))
         state = LabState(instance=self.instance, preset=chosen.name, device=chosen.device,
                          port=port or chosen.port, vni=chosen.vni, nodes=lab_nodes,
@@ -295,7 +298,7 @@ class Lab:
 
 def overlay_of(want: Desired) -> tuple:
     """What overlay.program puts on the VXLAN device of each node."""
-    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo
+    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo, want.missing_routes, want.missing_tunnel
 
 
 def preflight() -> None:

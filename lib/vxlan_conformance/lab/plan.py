@@ -32,6 +32,8 @@ class Preset:
 PRESETS = {
     "flannel": Preset("flannel", "flannel.1", 1, 8472),
     "calico": Preset("calico", "vxlan.calico", 4096, 4789),
+    # cilium_vxlan is flow-based (id 0), tunnel-port 8472 (cilium pkg/defaults/defaults.go TunnelPortVXLAN)
+    "cilium": Preset("cilium", "cilium_vxlan", 0, 8472),
 }
 
 
@@ -103,6 +105,12 @@ def subnet(index: int) -> ipaddress.IPv4Network:
 def vtep_ip(index: int) -> str:
     """flannel (and, here, Calico) put the VTEP on the first address of the node's block."""
     return str(subnet(index).network_address)
+
+
+def router_ip(index: int) -> str:
+    """Cilium's router IP (CiliumInternalIP) on cilium_host: IPAM's AllocateNext picks a random address of
+    the pod CIDR (cilium daemon/cmd/ipam.go); here a fixed scatter over .2-.252, never .0 or .1."""
+    return str(subnet(index).network_address + 2 + (index * 97) % 251)
 
 
 def nat_address(instance: int) -> str:
