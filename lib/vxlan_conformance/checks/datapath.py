@@ -117,7 +117,8 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
                 "or security group drops them on the way")
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
         return cause
-    if evidence.overlay_ping.sent and not seen.overlay_requests:
+    # a send refused by A's kernel (no route: ENETUNREACH) is a request that never left either
+    if (evidence.overlay_ping.sent or evidence.overlay_ping.error) and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
 
