@@ -15,7 +15,8 @@ NAMES = ["node1", "node2", "node3"]
 
 def nodes() -> list[LabNode]:
     return [LabNode(name=n, address=plan.node_address(6, i), netns=plan.netns_name(6, n),
-                    vtep_mac=f"02:00:00:00:00:0{i}", vtep_ip=plan.router_ip(i), subnet=str(plan.subnet(i)), base_mac=f"02:00:00:00:00:0{i}")
+                    vtep_mac=f"02:00:00:00:00:0{i}", vtep_ip=plan.router_ip(i), subnet=str(plan.subnet(i)),
+                    base_mac=f"02:00:00:00:00:0{i}")
             for i, n in enumerate(NAMES, 1)]
 
 
