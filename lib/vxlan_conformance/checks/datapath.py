@@ -60,7 +60,8 @@ def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
 @check("datapath", "Datapath", "pair", codes=(
     "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
     "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
-    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING"))
+    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING", "TUNNEL_MISSING",
+    "TUNNEL_WRONG_DST"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -190,6 +191,12 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
                         f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
     peer = model.vtep(run, y)
     address = run.addresses[y]
+    if plan.tunnel is not None and facts is not None:
+        found = (facts.tunnel_map or {}).get(plan.tunnel[0])
+        if found is None:
+            return (("TUNNEL_MISSING",), f"{way} have no tunnel: {x}'s tunnel map has no entry for {plan.tunnel[0]}")
+        if found != plan.tunnel[1] and found != address:
+            return (("TUNNEL_WRONG_DST",), f"{way} are tunnelled to {found}, not to {y}'s address {address}")
     if peer.source != "facts" and peer.public_ip and peer.public_ip != address:
         return (("PUBLIC_IP_MISMATCH",),
                 f"{way} are tunnelled to {peer.public_ip}, the address {y} advertises, not to its address {address}")

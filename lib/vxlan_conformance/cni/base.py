@@ -46,6 +46,7 @@ class PeerPlan:
     fdb: tuple[str, str] | None = None      # (B's VTEP MAC, the underlay address B's frames go to)
     neigh: tuple[str, str] | None = None    # (B's VTEP address, B's VTEP MAC)
     routes: tuple[ExpectedRoute, ...] = ()
+    tunnel: tuple[str, str] | None = None   # Cilium: (tunnel map key = B's pod CIDR address, B's address)
     note: str = ""                          # said on every result of the pair (e.g. why not VXLAN)
     why_not: dict[str, str] | None = None   # fdb | neigh | routes -> why it is not compared
 
@@ -91,6 +92,8 @@ class Cni:
     # -- which checks apply -----------------------------------------------------------------------
     def not_applicable(self, check: str) -> str | None:
         """Why a check does not apply to this CNI's nodes, or None when it does."""
+        if check == "peer-tunnel":
+            return f"{self.name} keeps no tunnel map: its peers are in the FDB of the VXLAN device"
         return None
 
     # -- what A must hold for each peer B --------------------------------------------------------

@@ -29,8 +29,9 @@ from vxlan_conformance.model.rundata import RunData
 HOST_DEVICE = "cilium_host"           # pkg/defaults/node.go HostDevice
 CILIUM_NODES = "ciliumnodes.cilium.io"
 REMOTE_NODE_ID = 6                    # pkg/identity/numericidentity.go ReservedIdentityRemoteNode
-TUNNEL_MAP = ("the tunnel map (cilium-dbg bpf tunnel list; ipcache from v1.18) is not checked: it is a BPF "
-              "map read inside the cilium agent's container, which the suite does not enter")
+TUNNEL_MAP = ("the tunnel map is not checked: no `cilium-dbg bpf tunnel list` (`cilium` before v1.15; ipcache "
+              "from v1.18) on the node's PATH; it runs inside the cilium agent's container, which the suite "
+              "does not enter")
 
 _NO_MAC = ("Cilium publishes no VTEP MAC: cilium_vxlan gets a random MAC (loader/netlink.go setupVxlanDevice) "
            "and the BPF datapath ignores the inner MAC (bpf_overlay.c), so no peer addresses it")
@@ -74,7 +75,7 @@ class Cilium(Cni):
 
     # -- which checks apply -----------------------------------------------------------------------
     def not_applicable(self, check: str) -> str | None:
-        return NOT_APPLICABLE.get(check)
+        return NOT_APPLICABLE.get(check)  # peer-tunnel applies
 
     # -- what a node's device must look like ------------------------------------------------------
     def device_config(self, run: RunData) -> dict[str, object]:
@@ -97,7 +98,17 @@ class Cilium(Cni):
         elif router is None:
             why_not["routes"] = f"{a} has no IPv4 router IP on {HOST_DEVICE}; not compared"
         routes = (ExpectedRoute(peer.pod_cidr, router, HOST_DEVICE),) if peer.pod_cidr and router else ()
-        return PeerPlan(routes=routes, note=TUNNEL_MAP, why_not=why_not)
+        facts = run.facts.get(a)
+        tunnel = None
+        if facts is None or facts.tunnel_map is None:
+            read = [n for n in (facts.notes if facts else []) if n.startswith("section tunnel")]
+            why_not["tunnel"] = f"{a}: {TUNNEL_MAP}" + (f" ({read[0]})" if read else "")
+        elif not peer.pod_cidr or not peer.public_ip:
+            why_not["tunnel"] = f"{b}'s pod CIDR or address unknown; its tunnel map entry is not compared"
+        else:  # the key is the pod CIDR's network address (pkg/datapath/linux/node.go updateTunnelMapping)
+            tunnel = (str(ipaddress.ip_network(peer.pod_cidr, strict=False).network_address), peer.public_ip)
+        note = "" if tunnel else TUNNEL_MAP
+        return PeerPlan(routes=routes, tunnel=tunnel, note=note, why_not=why_not)
 
     # -- what peers must see of a node ------------------------------------------------------------
     def device_ip(self, run: RunData, host: str) -> str | None:

@@ -28,7 +28,7 @@ def section(name: str, body: str, rc: int = 0) -> str:
     return f"{facts.MARKER} {name}\n{body}\n{facts.MARKER} {name} rc={rc}\n"
 
 
-def node_output(host: str, skip_route_to: str | None = None) -> str:
+def node_output(host: str, skip_route_to: str | None = None, tunnel: dict | None = None) -> str:
     """What the collect script prints on a Cilium node (text iproute2, as `ip` 6.1 shows it)."""
     me = ROUTER[host]
     link = (f"5: cilium_vxlan: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT "
@@ -56,7 +56,8 @@ def node_output(host: str, skip_route_to: str | None = None) -> str:
         section("params", "device=cilium_vxlan\nport=8472\nip_json="), section("uname_r", "6.1.0-18-amd64"),
         section("machine_id", f"{abs(hash(host)):032x}"[:32]), section("uid", "0"),
         section("link", link), section("addr", addr), section("route", "\n".join(routes)),
-        section("neigh", ""), section("fdb", ""), section("python", "/usr/bin/python3 Python 3.11.2")])
+        section("neigh", ""), section("fdb", ""), section("python", "/usr/bin/python3 Python 3.11.2"),
+        section("tunnel", json.dumps(tunnel)) if tunnel is not None else section("tunnel", "", 127)])
 
 
 def view_outputs(wrong_internal: dict[str, str] | None = None) -> tuple[str, str]:
@@ -71,13 +72,19 @@ def view_outputs(wrong_internal: dict[str, str] | None = None) -> tuple[str, str
     return json.dumps(nodes), json.dumps(cnodes)
 
 
+def tunnel_map(host: str) -> dict:
+    """`cilium-dbg bpf tunnel list -o json` on a healthy node: every peer's pod CIDR address -> its IP:key."""
+    return {CIDR[p].split("/")[0]: [f"{ADDR[p]}:0"] for p in NODES if p != host}
+
+
 def cilium_run(*, skip_route: tuple[str, str] | None = None, wrong_internal: dict[str, str] | None = None,
-               view: bool = True) -> RunData:
+               view: bool = True, tunnels: dict[str, dict] | None = None) -> RunData:
     overlay = {"cni": "cilium", "device": "cilium_vxlan", "port": 8472, "vni": 0, "probe_port": 18472}
     run = RunData("lab.yaml", "2026-12-05T00:00:00Z", list(NODES), dict(ADDR), overlay)
     for host in NODES:
         skip = skip_route[1] if skip_route and skip_route[0] == host else None
-        run.facts[host] = facts.parse(host, node_output(host, skip), "cilium_vxlan", ADDR[host])
+        run.facts[host] = facts.parse(host, node_output(host, skip, (tunnels or {}).get(host)), "cilium_vxlan",
+                                      ADDR[host])
     if view:
         nodes_json, cnodes_json = view_outputs(wrong_internal)
         outputs = {"kubectl get nodes -o json": nodes_json,
@@ -198,3 +205,22 @@ def test_cilium_device_mtu_is_the_underlay_mtu():
     assert vtep.mtu(run, "node1").passed
     run.facts["node1"].device.mtu = 1450
     assert vtep.mtu(run, "node1").codes == ("MTU_MISMATCH",)
+
+
+def test_tunnel_map_not_readable_is_said_not_checked():
+    result = peers.tunnel(cilium_run(), "node1", "node2")  # the registry turns NotApplicable into a skip
+    assert not result.codes and "tunnel map is not checked" in result.skipped and "cilium-dbg" in result.skipped
+
+
+def test_tunnel_map_read_from_cilium_dbg_is_compared_with_the_advertised_addresses():
+    broken = tunnel_map("node1")
+    del broken["100.127.2.0"]
+    broken["100.127.3.0"] = ["198.18.192.77:0"]
+    run = cilium_run(tunnels={"node1": broken, "node2": tunnel_map("node2"), "node3": tunnel_map("node3")})
+    assert run.facts["node2"].tunnel_map == {"100.127.1.0": "198.18.192.1", "100.127.3.0": "198.18.192.3"}
+    assert peers.tunnel(run, "node2", "node1").passed and not peers.tunnel(run, "node2", "node1").skipped
+    assert peers.tunnel(run, "node1", "node2").codes == ("TUNNEL_MISSING",)
+    wrong = peers.tunnel(run, "node1", "node3")
+    assert wrong.codes == ("TUNNEL_WRONG_DST",) and "198.18.192.77" in wrong.message
+    assert datapath.config_cause(run, "node1", "node2")[0] == ("TUNNEL_MISSING",)
+    assert datapath.config_cause(run, "node1", "node3")[0] == ("TUNNEL_WRONG_DST",)
