@@ -25,10 +25,21 @@ SCENARIOS = {
                                               ("node2->node3", "OUTER_CHECKSUM_BAD")}),
     # node1 lost its route to node2's pod CIDR via cilium_host
     "missing-route": (["missing-route@node1->node2"], {("node1->node2", "ROUTE_MISSING")}),
+    # node1's tunnel entry for node2 is gone (read with the lab's cilium-dbg stand-in): peer-tunnel and datapath
+    "missing-tunnel": (["missing-tunnel@node1->node2"], {("node1->node2", "TUNNEL_MISSING")}),
     # node3's CiliumNode advertises a wrong InternalIP: peers tunnel node3's traffic there
     "wrong-address": (["wrong-public-ip@node3"], {("node3", "PUBLIC_IP_MISMATCH"),
                                                   ("node1->node3", "PUBLIC_IP_MISMATCH"),
                                                   ("node2->node3", "PUBLIC_IP_MISMATCH")}),
+}
+
+# which check names each failure: the node/pair checks (from node facts and the view) and the datapath
+CHECKS = {
+    "blocked-one-way": {("datapath", "node1->node2")},
+    "bad-checksum": {("datapath", "node2->node1"), ("datapath", "node2->node3")},
+    "missing-route": {("peer-route", "node1->node2"), ("datapath", "node1->node2")},
+    "missing-tunnel": {("peer-tunnel", "node1->node2"), ("datapath", "node1->node2")},
+    "wrong-address": {("public-ip", "node3"), ("datapath", "node1->node3"), ("datapath", "node2->node3")},
 }
 
 
@@ -48,10 +59,12 @@ def test_healthy_cilium_passes_every_applicable_check_and_says_what_does_not_app
     checks = summary["checks"]
     assert checks["cni"] == "cilium" and set(checks["not_applicable"]) == NOT_APPLICABLE
     assert "FDB" in checks["not_applicable"]["peer-fdb"]
-    assert {"datapath", "peer-route", "vtep-config", "vtep-mtu", "public-ip", "cluster-view"} <= set(checks["ran"])
+    ran = {"datapath", "peer-route", "peer-tunnel", "vtep-config", "vtep-mtu", "public-ip", "cluster-view"}
+    assert ran <= set(checks["ran"])
     passed = {(r["check"], r["subject"]) for r in results if r["status"] == "passed"}
     pairs = {f"{a}->{b}" for a in ("node1", "node2", "node3") for b in ("node1", "node2", "node3") if a != b}
-    assert {("datapath", p) for p in pairs} <= passed and {("peer-route", p) for p in pairs} <= passed
+    for check in ("datapath", "peer-route", "peer-tunnel"):
+        assert {(check, p) for p in pairs} <= passed, check
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -60,4 +73,6 @@ def test_cilium_faults_are_named_exactly(lab, tmp_path, scenario):
     state = lab.up(nodes=3, preset="cilium", faults=faults, inventory_path=str(tmp_path / "lab.yaml"))
     result = run_suite(state.inventory_path, tmp_path / "reports", "suites")
     assert result.failures() == expected, result.output[-4000:]
+    failing = {(r["check"], r["subject"]) for r in result.summary["results"] if r["status"] == "failed"}
+    assert failing == CHECKS[scenario]
     assert not {c for r in result.summary["results"] for c in r["codes"]} & NEVER_FOR_CILIUM

@@ -116,6 +116,35 @@ def _batch(lines: list[str]) -> str:
     return "ip -batch - <<'EOF_IP'\n" + "\n".join(lines) + "\nEOF_IP\n" if lines else ""
 
 
+CILIUM_DBG = f"""#!/bin/sh
+# vxlan lab stand-in for cilium-dbg (in Cilium it runs inside the agent's container and reads the BPF tunnel
+# map): `cilium-dbg bpf tunnel list [-o json]` prints this node's stand-in tunnel entries (table {TABLE}) in
+# cilium-dbg's format (cilium-dbg/cmd/bpf_tunnel_list.go: TUNNEL VALUE, key = pod CIDR address, value = ip:key).
+case "$*" in
+  "bpf tunnel list -o json") json=1 ;;
+  "bpf tunnel list") json= ;;
+  *) echo "cilium-dbg (vxlan lab stand-in): only 'bpf tunnel list [-o json]' is supported" >&2; exit 1 ;;
+esac
+ip route show table {TABLE} | awk -v json="$json" '
+  $0 ~ / encap ip / {{ split($1, p, "/"); for (i = 1; i < NF; i++) if ($i == "dst") d = $(i + 1)
+                      k[++n] = p[1]; v[n] = d }}
+  END {{
+    if (json) {{ printf "{{"
+                 for (i = 1; i <= n; i++) printf "%s\\n  \\"%s\\": [\\"%s:0\\"]", (i > 1 ? "," : ""), k[i], v[i]
+                 print "\\n}}" }}
+    else {{ print "TUNNEL       VALUE"; for (i = 1; i <= n; i++) printf "%-12s %s:0\\n", k[i], v[i] }}
+  }}'
+"""
+
+
+def write_cilium_dbg(bin_dirs: list) -> None:
+    """The cilium-dbg stand-in first on every node's PATH (each node's bin dir)."""
+    for bin_dir in bin_dirs:
+        path = bin_dir / "cilium-dbg"
+        path.write_text(CILIUM_DBG)
+        path.chmod(0o755)
+
+
 def program(want: Desired, nodes: list[LabNode], port: int, base: dict[str, list[str]], fresh: bool) -> None:
     run_many([(["ip", "netns", "exec", n.netns, "sh", "-s"], node_script(want, n, nodes, port, base.get(n.name, []),
                                                                           fresh), f"programming {n.name} (cilium)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
+from . import cilium, etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, sshd
 from .errors import LabError
 from .faults import Desired, Fault, check_preset, desired, parse
 from .run import require_tools, run
@@ -242,6 +242,8 @@ class Lab:
         if state.etcd_pid:
             etcd.write(state, want)
         kubectl.write(state, want)
+        if state.preset == "cilium":  # a cilium-dbg stand-in that reads the stand-in tunnel map
+            cilium.write_cilium_dbg([state.state_dir / "nodes" / n.name / "bin" for n in state.nodes])
         fault_rules.apply_hostile(state, want)
         node_files.write(state, want)
         save(state)
