@@ -18,3 +18,7 @@ def test_peer_neigh(request, run, pairs):
 
 def test_peer_route(request, run, pairs):
     verdicts(request, [peers.route(run, a, b) for a, b in pairs])
+
+
+def test_peer_tunnel(request, run, pairs):
+    verdicts(request, [peers.tunnel(run, a, b) for a, b in pairs])

@@ -8,6 +8,7 @@ answer was lost on the way back is B->A's failure, reported there, not here.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from vxlan_conformance import cni
@@ -59,8 +60,8 @@ def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
 @check("datapath", "Datapath", "pair", codes=(
     "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
     "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
-    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH",
-    "UNDERLAY_MTU_TOO_SMALL", "RP_FILTER_DROP"))
+    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING", "TUNNEL_MISSING",
+    "TUNNEL_WRONG_DST", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH", "UNDERLAY_MTU_TOO_SMALL", "RP_FILTER_DROP"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -124,7 +125,8 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
         return cause
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
         return cause
-    if evidence.overlay_ping.sent and not seen.overlay_requests:
+    # a send refused by A's kernel (no route: ENETUNREACH) is a request that never left either
+    if (evidence.overlay_ping.sent or evidence.overlay_ping.error) and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
 
@@ -258,6 +260,8 @@ def _joined(parts: list[str]) -> str:
 def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
     """B drops frames that reach it: they carry its own MAC as source, or a MAC that is not its own."""
     facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if cni.of_run(run).not_applicable("vtep-mac-unique", run):  # Cilium: no peer addresses a VTEP MAC
+        return None
     if facts_b is None or facts_b.device is None or not facts_b.device.mac:
         return None
     mac_b = facts_b.device.mac.lower()
@@ -273,6 +277,8 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
 
 def config_cause(run: RunData, x: str, y: str) -> Cause:
     """Why x's kernel does not send its overlay packets for y to y, from x's FDB and neighbour entries."""
+    if cni.of_run(run).not_applicable("peer-fdb", run):
+        return routed_cause(run, x, y)
     facts = run.facts.get(x)
     peer = cni.of_run(run).vtep(run, y)
     address = run.addresses[y]
@@ -301,6 +307,34 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
                 f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "
                 f"not {peer.mac}")
     return unexplained
+
+
+def routed_cause(run: RunData, x: str, y: str) -> Cause:
+    """Cilium: no FDB or neighbour to blame. x needs a route to y's pod CIDR via its router IP on
+    cilium_host (cni peer_plan), and its tunnel map sends y's traffic to the address y advertises."""
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, x, y)
+    facts = run.facts.get(x)
+    way = f"{x}'s overlay packets for {y}"
+    if facts is not None:
+        for want in plan.routes:
+            routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
+            if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
+                return (("ROUTE_MISSING",),
+                        f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    peer = model.vtep(run, y)
+    address = run.addresses[y]
+    if plan.tunnel is not None and facts is not None:
+        found = (facts.tunnel_map or {}).get(plan.tunnel[0])
+        if found is None:
+            return (("TUNNEL_MISSING",), f"{way} have no tunnel: {x}'s tunnel map has no entry for {plan.tunnel[0]}")
+        if found != plan.tunnel[1] and found != address:
+            return (("TUNNEL_WRONG_DST",), f"{way} are tunnelled to {found}, not to {y}'s address {address}")
+    if peer.source != "facts" and peer.public_ip and peer.public_ip != address:
+        return (("PUBLIC_IP_MISMATCH",),
+                f"{way} are tunnelled to {peer.public_ip}, the address {y} advertises, not to its address {address}")
+    return (("OVERLAY_UNREACHABLE",),
+            f"{way} never reach {y}, and {x}'s route to {y}'s pod CIDR looks right; {plan.note}")
 
 
 def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | None:

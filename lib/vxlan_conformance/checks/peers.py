@@ -8,7 +8,7 @@ import ipaddress
 
 from vxlan_conformance import cni
 from vxlan_conformance.checks.registry import check
-from vxlan_conformance.model.result import CheckResult
+from vxlan_conformance.model.result import CheckResult, NotApplicable
 from vxlan_conformance.model.rundata import RunData
 
 
@@ -78,6 +78,29 @@ def neighbour(run: RunData, a: str, b: str) -> CheckResult:
                        f"{a} resolves {b}'s VTEP {ip} to {', '.join(macs)}, but {b}'s VtepMAC is "
                        f"{mac}", evidence="\n".join(f"{n.ip} lladdr {n.mac} {n.state}" for n in entries),
                        values=values)
+
+
+@check("peer-tunnel", "Tunnel map entry", "pair", codes=("TUNNEL_MISSING", "TUNNEL_WRONG_DST"))
+def tunnel(run: RunData, a: str, b: str) -> CheckResult:
+    """Cilium: A's tunnel map sends B's pod CIDR to the address B advertises (read only when the node has
+    `cilium-dbg bpf tunnel list`; otherwise a skip that says so)."""
+    subject = f"{a}->{b}"
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    if plan.tunnel is None:
+        raise NotApplicable((plan.why_not or {}).get("tunnel") or plan.note or "no tunnel map entry expected")
+    key, dst = plan.tunnel
+    found = (run.facts[a].tunnel_map or {}).get(key)
+    values = {**_values(run, a, b, model.vtep(run, b)), "cidr": key}
+    listing = "\n".join(f"{k} {v}" for k, v in sorted((run.facts[a].tunnel_map or {}).items())) or "(empty)"
+    if found is None:
+        return CheckResult(subject, ("TUNNEL_MISSING",), f"{a}'s tunnel map has no entry for {b}'s pod CIDR {key}",
+                           evidence=f"{a}: cilium-dbg bpf tunnel list\n{listing}", values=values)
+    if found != dst:
+        return CheckResult(subject, ("TUNNEL_WRONG_DST",),
+                           f"{a}'s tunnel map sends {b}'s pod CIDR {key} to {found}, but {b}'s address is {dst}",
+                           evidence=f"{a}: cilium-dbg bpf tunnel list\n{listing}", values=values)
+    return CheckResult(subject)
 
 
 @check("peer-route", "Route", "pair", codes=("ROUTE_MISSING",))

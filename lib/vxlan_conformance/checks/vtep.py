@@ -21,7 +21,8 @@ def _link_evidence(run: RunData, host: str) -> str:
     device = run.facts[host].device
     if device is None:
         return ""
-    return (f"{host}: {device.name} mac {device.mac} vxlan id {device.vni} local {device.local} "
+    mode = " external" if device.external else ""
+    return (f"{host}: {device.name} mac {device.mac} vxlan{mode} id {device.vni} local {device.local} "
             f"dev {device.dev} dstport {device.port} mtu {device.mtu}"
             f"{' nolearning' if device.learning is False else ''}")
 
@@ -124,13 +125,14 @@ def local_address(run: RunData, host: str) -> CheckResult:
 
 @check("vtep-config", "VTEP VNI, port and learning", "node", codes=("CONFIG_INCONSISTENT",))
 def config_consistent(run: RunData, host: str) -> CheckResult:
-    """VNI, port and learning as configured (vxlan_vni, vxlan_port; flannel and Calico use nolearning,
-    unless flannel's network config read from the view says `"Learning": true`)."""
+    """VNI, port and learning as configured (vxlan_vni, vxlan_port; flannel and Calico use nolearning unless
+    flannel's network config read from the view says `"Learning": true`);
+    Cilium's device must also be flow-based (external)."""
     device = run.facts[host].device
     if device is None:
         return CheckResult(host, note="no VXLAN device (see vxlan-device)")
-    expected = {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": cni.of_run(run).learning(run)}
-    actual = {"vni": device.vni, "port": device.port, "learning": device.learning}
+    expected = cni.of_run(run).device_config(run)  # Cilium: also external (flow-based), id 0
+    actual = {key: getattr(device, key, None) for key in expected}
     wrong = [f"{key} {actual[key]} (expected {value})" for key, value in expected.items()
              if actual[key] is not None and actual[key] != value]
     if not wrong:
@@ -142,7 +144,8 @@ def config_consistent(run: RunData, host: str) -> CheckResult:
 
 @check("vtep-mtu", "VTEP MTU", "node", codes=("MTU_MISMATCH",))
 def mtu(run: RunData, host: str) -> CheckResult:
-    """Device MTU = vxlan_mtu, or underlay MTU - 50 (the VXLAN overhead) when not configured."""
+    """Device MTU = vxlan_mtu, or underlay MTU - 50 (the VXLAN overhead) when not configured (Cilium: the
+    underlay MTU itself; its routes carry the - 50)."""
     facts = run.facts[host]
     device = facts.device
     if device is None or device.mtu is None:
@@ -154,7 +157,9 @@ def mtu(run: RunData, host: str) -> CheckResult:
     elif by_cni is not None:
         expected, why = by_cni
     elif facts.underlay is not None and facts.underlay.mtu:
-        expected, why = facts.underlay.mtu - 50, f"{facts.underlay.name} MTU {facts.underlay.mtu} - 50"
+        overhead = cni.of_run(run).mtu_overhead  # Cilium: DeviceMTU = the underlay's (0)
+        expected = facts.underlay.mtu - overhead
+        why = f"{facts.underlay.name} MTU {facts.underlay.mtu}" + (f" - {overhead}" if overhead else "")
     else:
         return CheckResult(host, note="underlay MTU unknown; MTU not checked")
     if device.mtu == expected:

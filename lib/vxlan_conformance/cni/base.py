@@ -46,6 +46,7 @@ class PeerPlan:
     fdb: tuple[str, str] | None = None      # (B's VTEP MAC, the underlay address B's frames go to)
     neigh: tuple[str, str] | None = None    # (B's VTEP address, B's VTEP MAC)
     routes: tuple[ExpectedRoute, ...] = ()
+    tunnel: tuple[str, str] | None = None   # Cilium: (tunnel map key = B's pod CIDR address, B's address)
     note: str = ""                          # said on every result of the pair (e.g. why not VXLAN)
     why_not: dict[str, str] | None = None   # fdb | neigh | routes -> why it is not compared
 
@@ -65,6 +66,8 @@ class Cni:
     name = ""
     defaults = Defaults("", 0, 0)
     view_sources: tuple[str, ...] = ("kubectl",)   # where the CNI publishes its nodes
+    view_resources: tuple[str, ...] = ("nodes",)   # what `kubectl get <resource> -o json` the view reads
+    mtu_overhead = 50                              # device MTU = underlay MTU - this (vxlan_mtu unset)
 
     def for_settings(self, overlay: Mapping) -> Cni:
         """This CNI as the run's vxlan_* settings configure it (e.g. flannel's annotation prefix)."""
@@ -79,16 +82,35 @@ class Cni:
         """One Kubernetes Node object (of `kubectl get nodes -o json`) as this CNI advertises it."""
         return _bare_node(node)
 
+    def advertised_all(self, lists: Mapping[str, list]) -> list[Advertised]:
+        """Every node as advertised, from the items of each of `view_resources` (resource -> items)."""
+        return [self.advertised(item) for item in lists.get("nodes", [])]
+
+    # -- what a node's device must look like ------------------------------------------------------
+    def device_config(self, run: RunData) -> dict[str, object]:
+        """The VXLAN device settings every node must have (vtep-config): VNI, port, learning."""
+        return {"vni": run.overlay["vni"], "port": run.overlay["port"], "learning": self.learning(run)}
+
+    def probe_vni(self, run: RunData, host: str) -> int:
+        """The VNI the runner-built raw frames to `host` carry: its device's (or the configured) VNI."""
+        facts = run.facts.get(host)
+        device = facts.device if facts else None
+        return device.vni if device is not None and device.vni is not None else int(run.overlay["vni"])
+
     # -- which checks apply -----------------------------------------------------------------------
     def not_applicable(self, check: str, run: RunData | None = None) -> str | None:
         """Why a check does not apply to this CNI's nodes (in this run, when given), or None when it does."""
+        if check == "peer-tunnel":
+            return f"{self.name} keeps no tunnel map: its peers are in the FDB of the VXLAN device"
         return None
 
     # -- more of the cluster view than the Node objects --------------------------------------------
     def view_extra_commands(self, kubectl: str) -> dict[str, str]:
-        """name -> command whose output `view_extra` reads, run after `kubectl get nodes` in the same SSH
-        command; a command that fails leaves its section empty (e.g. a CRD that is not installed)."""
-        return {}
+        """name -> command whose output `view_extra` (and, for `view_resources`, `advertised_all`) reads,
+        run after `kubectl get nodes` in the same SSH command; a command that fails leaves its section
+        empty (e.g. a CRD that is not installed)."""
+        return {resource: f"{kubectl} get {resource} -o json" for resource in self.view_resources
+                if resource != "nodes"}
 
     def view_extra(self, sections: Mapping[str, str | None]) -> dict:
         """The CNI-wide view (RunData.view_cluster) from the outputs of `view_extra_commands` (None: failed)
@@ -96,7 +118,7 @@ class Cni:
         return {}
 
     def expected_mtu(self, run: RunData, host: str) -> tuple[int, str] | None:
-        """(MTU, why) the CNI gives the device when vxlan_mtu is unset; None: underlay MTU - 50."""
+        """(MTU, why) the CNI gives the device when vxlan_mtu is unset; None: underlay MTU - mtu_overhead."""
         return None
 
     # -- what A must hold for each peer B --------------------------------------------------------

@@ -123,7 +123,7 @@ class Calico(Cni):
     def not_applicable(self, check: str, run: RunData | None = None) -> str | None:
         if run is not None and check in NOT_IN_BPF and self.bpf_mode(run):
             return f"{BPF_NA}: {NOT_IN_BPF[check]}"
-        return None
+        return super().not_applicable(check, run)
 
     def bpf_mode(self, run: RunData) -> bool:
         """FelixConfiguration bpfEnabled, or (no config readable) a flow-based vxlan.calico on any node."""

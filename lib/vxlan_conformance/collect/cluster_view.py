@@ -27,13 +27,23 @@ class ViewError(Exception):
     """One line: which source failed on which host, and what to do."""
 
 
-def parse_kubectl_nodes(text: str, cni: Cni) -> list[Advertised]:
-    """Parse `kubectl get nodes -o json` (a v1 NodeList) into what `cni` advertises for each node."""
+def parse_kubectl_nodes(text: str, cni: Cni, more: Mapping[str, str] | None = None) -> list[Advertised]:
+    """Parse `kubectl get nodes -o json` (a v1 NodeList) into what `cni` advertises for each node; `more`:
+    the output of `kubectl get <resource> -o json` for the CNI's other view resources (CiliumNodes)."""
+    lists = {"nodes": _items(text, "nodes")}
+    lists.update({resource: _items(out, resource) for resource, out in (more or {}).items()})
+    return cni.advertised_all(lists)
+
+
+def _items(text: str, resource: str) -> list:
     try:
         items = json.loads(text)["items"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ViewError(f"kubectl output is not a NodeList ({exc.__class__.__name__})") from None
-    return [cni.advertised(item) for item in items]
+        kind = "a NodeList" if resource == "nodes" else f"a list of {resource}"
+        raise ViewError(f"kubectl output is not {kind} ({exc.__class__.__name__})") from None
+    if not isinstance(items, list):
+        raise ViewError(f"kubectl output for {resource} has no list of items")
+    return items
 
 
 V2_MARK = "#etcd-v2"
@@ -125,8 +135,8 @@ def match_hosts(advertised: Sequence[Advertised], hosts: Mapping[str, str],
     return matched
 
 
-def kubectl_command(kubectl: str) -> str:
-    return f"{kubectl} get nodes -o json"
+def kubectl_command(kubectl: str, resource: str = "nodes") -> str:
+    return f"{kubectl} get {resource} -o json"
 
 
 def etcdctl_command(etcdctl: str, prefix: str = ETCD_PREFIX) -> str:
@@ -194,7 +204,14 @@ def fetch_view(kind: str, run: Runner, *, cni: Cni, kubectl: str = "kubectl", et
     if not is_kubectl:
         return parse_etcd(out, etcd_prefix)
     nodes, sections = split_sections(out)
-    view = View(parse_kubectl_nodes(nodes, cni))
+    more = {}
+    for resource in cni.view_resources:  # Cilium: its CiliumNodes too, required
+        if resource != "nodes":
+            if sections.get(resource) is None:
+                raise ViewError(f"{where}: `{kubectl_command(kubectl, resource)}` failed: {cni.name} publishes "
+                                f"its nodes there; is {cni.name} installed (vxlan_cni)?")
+            more[resource] = sections[resource]
+    view = View(parse_kubectl_nodes(nodes, cni, more))
     if sections:
         view.cluster = cni.view_extra({**sections, "nodes": nodes})
     return view

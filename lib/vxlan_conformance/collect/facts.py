@@ -12,6 +12,7 @@ The script only reads: no `ethtool -K`, no `sysctl -w`, no modprobe. It even ski
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Sequence
@@ -114,6 +115,9 @@ linkfiles() {
 }
 nm() { have nmcli || return 127; tmo nmcli -t -f DEVICE,STATE device; }
 udev() { have udevadm || return 127; udevadm --version; }
+tunl() {  # Cilium's tunnel map, read-only (cilium-dbg from v1.15, cilium before; gone in v1.18)
+  for c in cilium-dbg cilium; do if have "$c"; then tmo "$c" bpf tunnel list -o json; return; fi; done; return 127
+}
 pythons() {
   for p in python3 python2 python /usr/libexec/platform-python; do
     if have "$p"; then printf '%s ' "$(command -v "$p")"; tmo "$p" -V; fi
@@ -146,6 +150,7 @@ sec link_files linkfiles
 sec nmcli nm
 sec udevadm udev
 sec python pythons
+case $D in cilium_*) sec tunnel tunl ;; esac
 """
 
 
@@ -202,14 +207,16 @@ def split_sections(output: str) -> dict[str, Section]:
     return sections
 
 
-def parse(host: str, output: str, device: str) -> NodeFacts:
-    """Parse the collect script's output; never raises (problems become `facts.notes`)."""
+def parse(host: str, output: str, device: str, address: str | None = None) -> NodeFacts:
+    """Parse the collect script's output; never raises (problems become `facts.notes`). `address`: the
+    node's address, whose interface is the underlay of a flow-based device (Cilium: no dev, no local)."""
     facts = NodeFacts(host=host)
     sections = split_sections(output)
     if not sections:
         facts.notes.append(f"{host}: no {MARKER} sections in the output; was collect_script's output passed?")
         return facts
     collector = _Collector(facts, sections, device)
+    collector.address = address
     collector.run()
     return facts
 
@@ -225,6 +232,7 @@ class _Collector:
         self.sections = sections
         self.device_name = device
         self.interfaces: list[Interface] = []
+        self.address: str | None = None
 
     def run(self) -> None:
         facts = self.facts
@@ -271,6 +279,9 @@ class _Collector:
             facts.firewall_port_rules = netfilter.port_rules(rules, port)
         facts.mac_policy = self._mac_policy()
         facts.python = self._guard("python", _pythons, [])
+        if "tunnel" in self.sections:  # Cilium only: pod CIDR address -> peer node IP
+            facts.tunnel_map = self._guard("tunnel", _tunnel_map, None)
+
 
     def _body(self, name: str) -> str | None:
         section = self.sections.get(name)
@@ -332,8 +343,9 @@ class _Collector:
         by_name = {i.name: i for i in self.interfaces}
         if device.dev in by_name:
             return by_name[device.dev]
+        local = device.local or (self.address if device.external else None)
         for interface in self.interfaces:
-            if any(a.address == device.local for a in interface.addresses):
+            if any(a.address == local for a in interface.addresses):
                 return interface
         if self.interfaces and (device.dev or device.local):
             self.facts.notes.append(f"underlay of {device.name} not found (dev={device.dev}, local={device.local})")
@@ -385,3 +397,14 @@ def _pythons(body: str) -> list[PythonInfo]:
         match = re.search(r"Python (\S+)", rest)
         found.append(PythonInfo(path=path, version=match.group(1) if match else None))
     return found
+
+
+def _tunnel_map(body: str) -> dict[str, str]:
+    """`cilium-dbg bpf tunnel list -o json`: {"10.0.1.0": ["192.168.56.12:0"]} -> {"10.0.1.0": "192.168.56.12"}
+    (cilium-dbg/cmd/bpf_tunnel_list.go; TunnelValue.String() is "<ip>:<key>", pkg/maps/tunnel/tunnel.go)."""
+    data = json.loads(body[body.find("{"):] if "{" in body else body)
+    out = {}
+    for key, values in data.items():
+        value = values[0] if isinstance(values, list) and values else values
+        out[str(key).split("@")[0]] = str(value).rsplit(":", 1)[0]
+    return out

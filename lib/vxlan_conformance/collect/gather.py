@@ -103,7 +103,7 @@ def _collect_facts(inventory: Inventory, pool: Pool, run: RunData, progress: Pro
 
     def one(conn: Connection) -> facts.NodeFacts:
         result = conn.run(script, max_output=FACTS_MAX_OUTPUT)
-        parsed = facts.parse(conn.target.name, result.stdout, overlay.device)
+        parsed = facts.parse(conn.target.name, result.stdout, overlay.device, run.addresses.get(conn.target.name))
         for section in PARSED_IN_FULL:  # one line per peer: kept as records, not twice as text
             parsed.raw.pop(section, None)
         return parsed

@@ -14,7 +14,12 @@ from . import plan
 from .errors import LabError
 from .state import LabNode
 
-PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb"}
+PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb", "missing-route", "missing-tunnel"}
+# per preset, the faults that make no sense for it (the cilium preset has no FDB and its own device and
+# routes, lab/cilium.py; only it has tunnel entries)
+PRESET_EXCLUDED = {"cilium": {"stale-fdb", "missing-fdb", "vxlan-port", "underlay-mtu"},
+                   "flannel": {"missing-route", "missing-tunnel"},
+                   "calico": {"missing-route", "missing-tunnel"}}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
                "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm",
                "firewall", "vxlan-port", "underlay-mtu"}
@@ -73,6 +78,12 @@ def parse(spec: str, node_names: list[str]) -> Fault:
             raise LabError(f"{spec!r}: {targets[0]} alone cannot share its own value; name two nodes")
         targets = (node_names[0],) + targets
     return Fault(spec.strip(), name, value, targets, source)
+
+
+def check_preset(faults: list[Fault], preset: str) -> None:
+    for fault in faults:
+        if fault.name in PRESET_EXCLUDED.get(preset, ()):
+            raise LabError(f"fault {fault.name!r} does not apply to the {preset} preset")
 
 
 def _check_value(spec: str, name: str, value: str | None) -> None:
@@ -135,6 +146,8 @@ class Desired:
     firewall: dict[str, str] = field(default_factory=dict)  # node -> FIREWALL_KINDS entry
     ports: dict[str, int] = field(default_factory=dict)  # node -> its VXLAN device's dstport (others: the lab's)
     underlay_mtu: dict[str, int] = field(default_factory=dict)  # node -> eth0 MTU (the overlay keeps 1450)
+    missing_routes: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without the route
+    missing_tunnel: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without tunnel entry
 
 
 def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired:
@@ -195,6 +208,11 @@ def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired
             else:
                 for name in hit:
                     out.bad_checksum.setdefault(name, []).append(None)
+        elif fault.name in ("missing-route", "missing-tunnel"):
+            into = out.missing_routes if fault.name == "missing-route" else out.missing_tunnel
+            for dst in hit:
+                sources = [fault.source] if fault.source else [n.name for n in nodes if n.name != dst]
+                into.update((src, dst) for src in sources)
         elif fault.name in ("stale-fdb", "missing-fdb"):
             override = plan.stale_address(instance) if fault.name == "stale-fdb" else None
             for dst in hit:

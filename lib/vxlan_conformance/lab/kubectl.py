@@ -6,6 +6,7 @@ the etcd leases) for `get nodes -o json` and refuses everything else: there is n
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import platform
 import shlex
@@ -31,7 +32,9 @@ def node_list(state: LabState, want: Desired) -> dict:
     items = []
     for index, node in enumerate(state.nodes):
         mac, public = want.macs[node.name], want.locals[node.name]
-        if state.preset == "calico":
+        if state.preset == "cilium":
+            annotations = {}  # AnnotateK8sNode is off since v1.12 (cilium pkg/defaults/defaults.go)
+        elif state.preset == "calico":
             prefix = 19 if public == node.address else 32  # the NAT address (wrong-public-ip) is a /32
             # what a Linux calico-node writes (startup.go configureIPsAndSubnets, allocateip.go
             # assignHostTunnelAddr): never VXLANTunnelMACAddr, felix derives the MAC from the name
@@ -115,6 +118,26 @@ def calico_objects(state: LabState) -> dict[str, dict]:
             "felixconfigurations": _list([felix]), "daemonsets": _list([daemonset])}
 
 
+def cilium_node_list(state: LabState, want: Desired) -> dict:
+    """`kubectl get ciliumnodes.cilium.io -o json`: one CiliumNode (cilium.io/v2) per node, as the agent
+    writes it (cilium pkg/nodediscovery/nodediscovery.go mutateNodeResource): spec.addresses with the
+    InternalIP (the address peers tunnel to; the wrong-public-ip fault changes it) and the CiliumInternalIP
+    (router IP on cilium_host), spec.ipam.podCIDRs, spec.health (the cilium-health endpoint)."""
+    items = []
+    for index, node in enumerate(state.nodes, 1):
+        health = str(ipaddress.ip_network(node.subnet).network_address + 3 + (index * 53) % 250)
+        items.append({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNode",
+            "metadata": {"name": node.name, "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": f"lab-{state.instance}-{index}"}]},
+            "spec": {"addresses": [{"ip": want.locals[node.name], "type": "InternalIP"},
+                                   {"ip": node.vtep_ip, "type": "CiliumInternalIP"}],
+                     "alibaba-cloud": {}, "azure": {}, "encryption": {}, "eni": {}, "ingress": {},
+                     "health": {"ipv4": health}, "ipam": {"podCIDRs": [node.subnet], "pools": {}}},
+            "status": {"alibaba-cloud": {}, "azure": {}, "eni": {}, "ipam": {"operator-status": {}}}})
+    return _list(items)
+
+
 def write(state: LabState, want: Desired) -> None:
     nodes_json = state.state_dir / "nodes.json"
     nodes_json.write_text(json.dumps(node_list(state, want), indent=2) + "\n")
@@ -123,6 +146,9 @@ def write(state: LabState, want: Desired) -> None:
         for kind, listing in calico_objects(state).items():
             files[kind] = state.state_dir / f"{kind}.json"
             files[kind].write_text(json.dumps(listing, indent=2) + "\n")
+    if state.preset == "cilium":
+        files["ciliumnodes"] = state.state_dir / "ciliumnodes.json"
+        files["ciliumnodes"].write_text(json.dumps(cilium_node_list(state, want), indent=2) + "\n")
     script = state.state_dir / "nodes" / state.nodes[0].name / "bin" / "kubectl"
     script.write_text(_script(files))
     script.chmod(0o755)
@@ -132,7 +158,8 @@ RESOURCES = {"nodes": "node|nodes", "ipamblocks": "ipamblocks|ipamblocks.crd.pro
              "blockaffinities": "blockaffinities|blockaffinities.crd.projectcalico.org",
              "ippools": "ippools|ippools.crd.projectcalico.org",
              "felixconfigurations": "felixconfigurations|felixconfigurations.crd.projectcalico.org",
-             "daemonsets": "ds|daemonset|daemonsets|daemonsets.apps"}
+             "daemonsets": "ds|daemonset|daemonsets|daemonsets.apps",
+             "ciliumnodes": "cn|ciliumnode|ciliumnodes|ciliumnodes.cilium.io"}
 
 
 def _script(files: dict[str, Path]) -> str:
@@ -140,7 +167,8 @@ def _script(files: dict[str, Path]) -> str:
     outputs = "\n".join(f"  {kind}) exec cat {shlex.quote(str(path))} ;;" for kind, path in files.items())
     return f"""#!/bin/sh
 # vxlan lab stand-in for kubectl: there is no API server; only `kubectl get <resource> -o json` of the
-# resources the lab publishes works (nodes; with the calico preset the Calico CRDs and calico-node's DaemonSet).
+# resources the lab publishes works (nodes; with the calico preset the Calico CRDs and calico-node's DaemonSet;
+# with the cilium preset the CiliumNodes).
 kind= out=
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd
+from . import cilium, etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd
 from .errors import LabError
-from .faults import Desired, Fault, desired, parse
+from .faults import Desired, Fault, check_preset, desired, parse
 from .run import proc_start, require_tools, run
 from .state import LabNode, LabState, load, save
 
@@ -59,6 +59,7 @@ class Lab:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
         parsed = [parse(spec, names) for spec in faults]
+        check_preset(parsed, chosen.name)
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
@@ -84,6 +85,7 @@ class Lab:
             state = self._require_up()
             names = [n.name for n in state.nodes]
             new = [parse(spec, names) for spec in specs]
+            check_preset(new, state.preset)
             current = [parse(spec, names) for spec in state.faults]
             # faults outside the VXLAN device (blackhole, slow, firewalls) leave it alone, so they can
             # hit a running suite without re-creating every node's device under its agents
@@ -179,7 +181,8 @@ class Lab:
             mac = plan.felix_mac(name) if chosen.name == "calico" else random_mac()
             lab_nodes.append(LabNode(name=name, address=plan.node_address(self.instance, i),
                                      netns=plan.netns_name(self.instance, name), vtep_mac=mac,
-                                     vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)), base_mac=mac,
+                                     vtep_ip=plan.router_ip(i) if chosen.name == "cilium" else plan.vtep_ip(i),
+                                     subnet=str(plan.subnet(i)), base_mac=mac,
                                      eth_mac=random_mac()))
         state = LabState(instance=self.instance, preset=chosen.name, device=chosen.device,
                          port=port or chosen.port, vni=chosen.vni, nodes=lab_nodes,
@@ -246,6 +249,8 @@ class Lab:
         if state.etcd_pid and not state.flanneld:
             etcd.write(state, want)
         kubectl.write(state, want)
+        if state.preset == "cilium":  # a cilium-dbg stand-in that reads the stand-in tunnel map
+            cilium.write_cilium_dbg([state.state_dir / "nodes" / n.name / "bin" for n in state.nodes])
         fault_rules.apply_hostile(state, want)
         node_files.write(state, want)
         save(state)
@@ -303,7 +308,8 @@ class Lab:
 
 def overlay_of(want: Desired) -> tuple:
     """What overlay.program puts on the VXLAN device of each node."""
-    return want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo, want.ports, want.underlay_mtu
+    return (want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo, want.ports, want.underlay_mtu,
+            want.missing_routes, want.missing_tunnel)
 
 
 def preflight() -> None:

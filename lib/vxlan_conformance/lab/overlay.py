@@ -14,7 +14,7 @@ import json
 import re
 import time
 
-from . import plan
+from . import cilium, plan
 from .faults import Desired
 from .run import run, run_many
 from .state import LabNode
@@ -108,6 +108,10 @@ def fdb_lines(want: Desired, node: LabNode, device: str) -> list[str]:
 def program(instance: int, want: Desired, nodes: list[LabNode], device: str, vni: int, port: int,
             fresh: bool, preset: str = "flannel") -> None:
     """Make every node hold exactly `want`; a rebuilt lab needs the eth0 basics too."""
+    if device == plan.PRESETS["cilium"].device:  # Cilium's devices and routes (lab/cilium.py)
+        base = {n.name: base_lines(instance, n, nodes) for n in nodes} if fresh else {}
+        cilium.program(want, nodes, port, base, fresh)
+        return
     nat = plan.nat_address(instance)
     if not fresh:  # drop the old device (routes, neigh, fdb go with it) and the shared NAT address;
         # -force and no check: the NAT address is only there when wrong-public-ip was active

@@ -32,6 +32,8 @@ class Preset:
 PRESETS = {
     "flannel": Preset("flannel", "flannel.1", 1, 8472),
     "calico": Preset("calico", "vxlan.calico", 4096, 4789),
+    # cilium_vxlan is flow-based (id 0), tunnel-port 8472 (cilium pkg/defaults/defaults.go TunnelPortVXLAN)
+    "cilium": Preset("cilium", "cilium_vxlan", 0, 8472),
 }
 
 
@@ -131,6 +133,12 @@ def calico_borrowed(nodes: int) -> list[tuple[str, int, int, int]]:
     if nodes < max(owner, borrower):
         return []
     return [(str(subnet(owner).network_address + ordinal), owner, ordinal, borrower)]
+
+
+def router_ip(index: int) -> str:
+    """Cilium's router IP (CiliumInternalIP) on cilium_host: IPAM's AllocateNext picks a random address of
+    the pod CIDR (cilium daemon/cmd/ipam.go); here a fixed scatter over .2-.252, never .0 or .1."""
+    return str(subnet(index).network_address + 2 + (index * 97) % 251)
 
 
 def nat_address(instance: int) -> str:

@@ -46,9 +46,10 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
             excluded[host] = "unreachable"
             continue
         python = usable_python(facts)
-        vtep_ip = cni.of_run(run).device_ip(run, host)
+        vtep_ip = cni.of_run(run).device_ip(run, host)  # Cilium: the router IP on cilium_host
         if facts.device is None or vtep_ip is None:
-            excluded[host] = f"no VXLAN device {run.overlay['device']} with an address"
+            where = "" if run.overlay.get("cni") != "cilium" else " (and no router IP on cilium_host)"
+            excluded[host] = f"no VXLAN device {run.overlay['device']} with an address{where}"
             continue
         if python is None:
             excluded[host] = "no Python 2.7/3.6+ for the agent"
@@ -61,7 +62,7 @@ def mesh_nodes(run: RunData) -> tuple[list[MeshNode], dict[str, str]]:
                               vtep_ip=vtep_ip, vtep_mac=cni.of_run(run).vtep(run, host).mac or facts.device.mac or "",
                               device_mtu=expected_mtu(run, host),
                               port=facts.device.port or int(run.overlay["port"]),
-                              vni=facts.device.vni if facts.device.vni is not None else int(run.overlay["vni"]),
+                              vni=cni.of_run(run).probe_vni(run, host),
                               python=python, device=facts.device.name or run.overlay["device"]))
     return nodes, excluded
 

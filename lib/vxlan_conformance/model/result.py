@@ -43,7 +43,7 @@ class CheckResult:
     def entry(self) -> dict[str, Any]:
         """The summary.json fields this result owns (status is added from the pytest outcome)."""
         return {"check": self.check, "subject": self.subject, "codes": list(self.codes),
-                "message": self.message or self.note, "remediation": self.remediation()}
+                "message": self.message or self.note or self.skipped or "", "remediation": self.remediation()}
 
     def to_json(self) -> str:
         return json.dumps(vars(self), default=str)

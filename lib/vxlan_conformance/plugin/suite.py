@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vxlan_conformance import SUITES_DIR
+from vxlan_conformance import SUITES_DIR, cni
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 from vxlan_conformance.plugin.verdicts import enforce, enforce_all, session_of
@@ -31,7 +31,24 @@ def run_data(config: pytest.Config) -> RunData:
     return session.run
 
 
+ALL_NODES, ALL_PAIRS = "*", ("*", "*")  # the one subject of a check that does not apply to the run's CNI
+
+
+def not_applicable(metafunc: pytest.Metafunc) -> str | None:
+    """Why the run's CNI says this test's check does not apply (Cilium: FDB, neighbour, VTEP MAC), or None."""
+    check_id = metafunc.function.__name__.removeprefix("test_").replace("_", "-")
+    run = run_data(metafunc.config)
+    return cni.of_run(run).not_applicable(check_id, run)
+
+
 def parametrize(metafunc: pytest.Metafunc) -> None:
+    if ("node" in metafunc.fixturenames or "pairs" in metafunc.fixturenames) and not_applicable(metafunc):
+        # once per run, not once per node or pair: the check itself returns the skip with the reason
+        if "node" in metafunc.fixturenames:
+            metafunc.parametrize("node", [ALL_NODES], ids=[ALL_NODES], indirect=True)
+        else:
+            metafunc.parametrize("pairs", [[ALL_PAIRS]], ids=["*->*"], indirect=True)
+        return
     if "node" in metafunc.fixturenames:
         nodes = run_data(metafunc.config).nodes
         metafunc.parametrize("node", nodes, ids=nodes, indirect=True)

@@ -20,9 +20,20 @@ def write(path: Path, run: RunData, entries: list[dict[str, Any]], *, duration_s
     ordered = [{key: item[key] for key in ("check", "subject", "status", "codes", "message", "remediation")}
                for item in entries]
     document = {"schema": SCHEMA, "inventory": run.inventory_path, "started": run.started,
-                "duration_s": round(duration_s, 2), "counts": counts, "results": ordered}
+                "duration_s": round(duration_s, 2), "counts": counts, "checks": applicability(run, entries),
+                "results": ordered}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")
+
+
+def applicability(run: RunData, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which checks ran for the run's CNI, and which do not apply to it and why (cni not_applicable)."""
+    from vxlan_conformance import checks, cni  # noqa: F401 - importing checks registers them all
+
+    model = cni.of_run(run)
+    reasons = {check_id: why for check_id in checks.REGISTRY if (why := model.not_applicable(check_id, run))}
+    ran = sorted({e["check"] for e in entries if e["check"] not in reasons and e["status"] != "skipped"})
+    return {"cni": model.name, "ran": ran, "not_applicable": reasons}
 
 
 def print_console(reporter: Any, entries: list[dict[str, Any]]) -> None:
