@@ -25,3 +25,12 @@ if [ "$(cat node_modules/.lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_sum" > node_modules/.lock-sha256
 fi
+
+# Real upstream flanneld for the lab (--flanneld) and its tests, built offline from ../shared when the
+# shared sources are beside the project (the build script installs Go 1.19 from Debian when needed).
+flannel_build=../shared/third_party/build-flanneld.sh
+if [ -f "$flannel_build" ]; then
+  for version in v0.20.2 v0.12.0; do
+    bash "$flannel_build" "$version" >/dev/null || { echo "install: building flanneld $version failed" >&2; exit 1; }
+  done
+fi
