@@ -45,6 +45,7 @@ IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 MARKUP = {".xml", ".html", ".htm", ".svg", ".md"}  # labels like <addr-1> must not read as tags there
 TEXT = MARKUP | {".txt", ".properties", ".csv", ".log", ""}
+HEAD = 24  # the characters of a hidden value by which it is found before it is compared whole
 RAW_MIN = 64  # raw outputs shorter than this (a hostname, a uid) are not searched for in text
 
 
@@ -88,7 +89,7 @@ class Redactor:
                 self.hosts[name] = f"<host-{index}>"
         self.numbers: dict[str, int] = {}  # address (canonical) -> N of <addr-N>
         self.vxlan_ports = set(vxlan_ports) | {4789, 8472}
-        self._literals = self._pattern()
+        self._patterns()
 
     @classmethod
     def for_run(cls, run: RunData, *, other_hosts: Iterable[str] = (), secrets: Iterable[str] = ()) -> Redactor:
@@ -113,8 +114,11 @@ class Redactor:
                    rules=rules, raw_outputs=raw, other_hosts=names, secrets=secrets,
                    vxlan_ports=[p for p in [run.overlay.get("port")] if isinstance(p, int)])
 
-    def _pattern(self) -> re.Pattern[str] | None:
-        """One alternation of every literal and its escaped forms (HTML, Markdown), longest first."""
+    def _patterns(self) -> None:
+        """Every literal and its escaped forms (HTML, Markdown). Values that may stand anywhere are found by
+        their first HEAD characters, one trie for all (raw outputs of every node share their heads; a plain
+        alternation of thousands of them cost 43 s per MB), then confirmed whole; rules and host names
+        are matched as whole words."""
         self._variants: dict[str, str] = {}
         bounded = set(self.hosts)  # whole words only: a host `db1` is not in `db10`, a rule not in a longer one
         for plain, label in self.labels.items():
@@ -124,20 +128,39 @@ class Redactor:
                     bounded.add(form)
         for name, label in self.hosts.items():
             self._variants.setdefault(name, label)
-        if not self._variants:
-            return None
-        words = sorted(self._variants, key=len, reverse=True)
-        return re.compile("|".join(rf"(?<![\w.-]){re.escape(w)}(?![\w-])" if w in bounded else re.escape(w)
-                                   for w in words))
+        self._heads: dict[str, list[str]] = {}
+        for form in sorted((w for w in self._variants if w not in bounded), key=len, reverse=True):
+            self._heads.setdefault(form[:HEAD], []).append(form)
+        # a lookahead: every position is tried, so a head that is not confirmed hides no value inside it
+        self._anywhere = re.compile(f"(?=({_trie(list(self._heads))}))") if self._heads else None
+        words = sorted(bounded, key=len, reverse=True)
+        self._words = re.compile("|".join(rf"(?<![\w.-]){re.escape(w)}(?![\w-])" for w in words)) if words else None
 
     # -- text ------------------------------------------------------------------------------------
     def text(self, text: str, markup: bool = False) -> str:
         """`text` with every hidden value replaced; `markup`: labels HTML-escaped (XML, HTML, SVG, Markdown)."""
         shown: Callable[[str], str] = escape if markup else str
-        if self._literals is not None:
-            text = self._literals.sub(lambda m: shown(self._variants[m.group(0)]), text)
+        if self._anywhere is not None:
+            text = self._replace_anywhere(text, shown)
+        if self._words is not None:
+            text = self._words.sub(lambda m: shown(self._variants[m.group(0)]), text)
         text = IPV4.sub(lambda m: self._address_label(m.group(0), shown), text)
         return IPV6.sub(lambda m: self._address_label(m.group(0), shown), text)
+
+    def _replace_anywhere(self, text: str, shown: Callable[[str], str]) -> str:
+        assert self._anywhere is not None
+        parts, cursor = [], 0
+        for match in self._anywhere.finditer(text):
+            start = match.start()
+            if start < cursor:
+                continue
+            head = match.group(1)
+            candidates = (f for n in range(len(head), 0, -1) for f in self._heads.get(head[:n], ()))
+            form = next((f for f in candidates if text.startswith(f, start)), None)
+            if form is not None:
+                parts += [text[cursor:start], shown(self._variants[form])]
+                cursor = start + len(form)
+        return "".join(parts) + text[cursor:] if parts else text
 
     def _address_label(self, text: str, shown: Callable[[str], str]) -> str:
         address = _address(text)
@@ -334,6 +357,34 @@ def written_files(reports_dir: Path, *others: Path | None) -> list[Path]:
     for other in filter(None, others):
         found += [p for p in other.rglob("*") if p.is_file()] if other.is_dir() else [other]
     return found
+
+
+def _trie(words: list[str]) -> str:
+    """A regex matching any of `words`, longest first, that branches by character instead of trying each word
+    at every position."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = []
+        for char, child in sorted(node.items()):
+            if not char:
+                continue
+            chain = char
+            while len(child) == 1 and "" not in child:  # a run without branches: one literal
+                (next_char, child), = child.items()
+                chain += next_char
+            branches.append(re.escape(chain) + build(child))
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
