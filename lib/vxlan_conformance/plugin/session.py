@@ -170,7 +170,8 @@ class SuiteSession:
         redactor = Redactor.for_run(self.run, other_hosts=_other_hosts(self.inventory, self.run.nodes),
                                     secrets=_secrets(self.inventory))
         junit, allure_dir = (getattr(config.option, name, None) for name in ("xmlpath", "allure_report_dir"))
-        files = written_files(self.reports_dir, *(Path(p) for p in (junit, allure_dir) if p))
+        files = written_files(self.reports_dir, Path(junit) if junit else None,
+                              Path(allure_dir) if allure_dir else None)
         done = redact_files(files, redactor, self.progress)
         self.progress(f"--redact: {len(done)} report files redacted for handover")
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from vxlan_conformance.model.rundata import RunData
 from vxlan_conformance.report.nodes_table import markdown_text
+from vxlan_conformance.report.run_files import MATRIX_SVG, NODES_HTML, NODES_MD
 
 KEY = b"vxlan-conformance/redact/v1"
 # pcapng captures: where <addr-N> lives when it must stay an address of the same size
@@ -350,13 +351,14 @@ def redact_files(paths: Iterable[Path], redactor: Redactor, progress: Callable[[
     return done
 
 
-def written_files(reports_dir: Path, *others: Path | None) -> list[Path]:
-    """Every file of a run's reports: the report directory (run.json included) and the JUnit file and Allure
-    directory wherever they were put."""
-    found = [p for p in reports_dir.rglob("*") if p.is_file()] if reports_dir.is_dir() else []
-    for other in filter(None, others):
-        found += [p for p in other.rglob("*") if p.is_file()] if other.is_dir() else [other]
-    return found
+def written_files(reports_dir: Path, junit: Path | None, allure_dir: Path | None) -> list[Path]:
+    """The files a run writes: its own in the report directory (other files there are left alone), the JUnit
+    file and everything in the Allure results directory (all of it is shown in the Allure report)."""
+    own = [reports_dir / name for name in ("summary.json", NODES_MD, NODES_HTML, MATRIX_SVG)]
+    found = [*own, reports_dir / ".run" / "run.json", *filter(None, [junit])]
+    if allure_dir is not None and allure_dir.is_dir():
+        found += [p for p in allure_dir.rglob("*") if p.is_file()]
+    return [p for p in found if p.is_file()]
 
 
 def _trie(words: list[str]) -> str:

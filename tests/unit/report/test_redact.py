@@ -169,11 +169,13 @@ def test_a_file_that_cannot_be_redacted_is_removed_and_unknown_binaries_emptied(
     blob.write_bytes(b"\x00\xff" + STRANGER.encode())
     text = reports / "nodes.md"
     text.write_text(f"| node9 | {STRANGER} |")
+    theirs = reports / "notes.pdf"  # a file the run did not write
+    theirs.write_bytes(b"%PDF\0" + STRANGER.encode())
     lines: list[str] = []
-    done = redact_files(written_files(reports), redactor, lines.append)
+    done = redact_files(written_files(reports, None, reports / "allure-results"), redactor, lines.append)
     assert not broken.exists() and len(lines) == 1 and "could not be redacted" in lines[0]
     assert blob.read_bytes() == b"" and text.read_text() == "| &lt;host-2&gt; | &lt;addr-1&gt; |"
-    assert set(done) == {blob, text}
+    assert set(done) == {blob, text} and theirs.read_bytes() == b"%PDF\0" + STRANGER.encode()
 
 
 @pytest.mark.parametrize("rule,body", [("iptables filter INPUT -A INPUT -j DROP", "-A INPUT -j DROP"),
