@@ -73,7 +73,7 @@ class Redactor:
         self.keep = {a for a in map(_address, keep_addresses) if a is not None}
         self.labels: dict[str, str] = {}   # plain text -> plain label
         for machine_id in machine_ids:
-            if len(machine_id) >= 8:
+            if len(machine_id) >= 8 and machine_id != "uninitialized":  # systemd's word before first boot ends
                 self.labels[machine_id] = f"<machine-id {digest(machine_id)}>"
         self.rules = {" ".join(r.split()) for r in rules if len(r.split()) >= 2}  # one word (`drop`) tells nothing
         for rule in self.rules:
