@@ -11,10 +11,8 @@ code appears in the table."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -56,8 +54,8 @@ def not_captured(run: RunData, a: str, b: str, *kinds: str) -> None:
 
 
 def vxlan_dropped(run: RunData, a: str, b: str) -> None:
-    """The network between drops A's VXLAN to B (a security group): nothing reaches B's NIC, and B's
-    answers to B->A's probes, VXLAN to A... are fine; A's answers to B's probes are VXLAN A->B: lost."""
+    """The network drops A's VXLAN to B (a security group): none of it reaches B's NIC. A's answers to B's
+    probes travel as VXLAN A->B too, so B->A goes unanswered."""
     unanswered(run, a, b)
     not_captured(run, a, b, "vxlan_frame", "overlay_ping", "df_probe")
     unanswered(run, b, a)
@@ -215,6 +213,19 @@ def _nat_public_ip(run: RunData) -> None:
         unanswered(run, a, b)
 
 
+def _blocked_into_node3(run: RunData) -> None:
+    for a in ("node1", "node2", "node4"):
+        vxlan_dropped(run, a, "node3")
+
+
+def _wrong_local(run: RunData) -> None:
+    """node2's flannel.1 sends from the NAT NIC's 10.0.2.15: its packets arrive, the answers go there."""
+    run.facts["node2"].device.local = "10.0.2.15"
+    for b in ("node1", "node3"):
+        ev(run, "node2", b).captured.outer_srcs = ["10.0.2.15"]
+        unanswered(run, "node2", b)
+
+
 def _fdb_missing(run: RunData) -> None:
     fdb_to(run, "node1", flannel_mac(2), None)
     kernel_path_lost(run, "node1", "node2")
@@ -301,8 +312,8 @@ def _underlay_mtu(run: RunData) -> None:
     run.facts["node3"].device.mtu = 1350
     for b in ("node1", "node2"):
         ev(run, "node3", b).df_probe.size = 1350
-        ev(run, "node3", b).udp_echo.per_size = {"37" if s == "37" else s.replace("1472", "1372"): v
-                                                 for s, v in ev(run, "node3", b).udp_echo.per_size.items()}
+        echo = ev(run, "node3", b).udp_echo   # node3's biggest echo fits its own MTU: 1400 - 28
+        echo.per_size = {size.replace("1472", "1372"): v for size, v in echo.per_size.items()}
     for a in ("node1", "node2"):
         evidence = ev(run, a, "node3")
         evidence.udp_echo.per_size["1472"].replied = 0
@@ -496,8 +507,7 @@ ROWS = [
     row("cilium healthy", cilium_run, _nothing, set()),
     row("receiver drops all VXLAN from node1 to node2", flannel_run, lambda r: vxlan_dropped(r, "node1", "node2"),
         {("datapath", "node1->node2", "UDP_PORT_BLOCKED")}),
-    row("security group drops all VXLAN into node3 of 4", lambda: flannel_run(4),
-        lambda r: [vxlan_dropped(r, a, "node3") for a in ("node1", "node2", "node4")],
+    row("security group drops all VXLAN into node3 of 4", lambda: flannel_run(4), _blocked_into_node3,
         lambda r: each("datapath", into(r, "node3"), "UDP_PORT_BLOCKED")),
     row("calico: VXLAN from node1 to node2 dropped", calico_run, lambda r: vxlan_dropped(r, "node1", "node2"),
         {("datapath", "node1->node2", "UDP_PORT_BLOCKED")}),
@@ -528,10 +538,9 @@ ROWS = [
          ("public-ip-unique", "node2", "PUBLIC_IP_DUPLICATE"), ("public-ip-unique", "node3", "PUBLIC_IP_DUPLICATE"),
          ("datapath", "node1->node2", "PUBLIC_IP_MISMATCH"), ("datapath", "node1->node3", "PUBLIC_IP_MISMATCH"),
          ("datapath", "node2->node3", "PUBLIC_IP_MISMATCH"), ("datapath", "node3->node2", "PUBLIC_IP_MISMATCH")}),
-    row("VTEP bound to the wrong address", flannel_run,
-        lambda r: setattr(r.facts["node2"].device, "local", "10.0.2.15") or setattr(
-            ev(r, "node2", "node1").captured, "outer_srcs", ["10.0.2.15"]) or unanswered(r, "node2", "node1"),
-        {("vtep-local", "node2", "VTEP_LOCAL_MISMATCH"), ("datapath", "node2->node1", "VTEP_LOCAL_MISMATCH")}),
+    row("VTEP bound to the wrong address", flannel_run, _wrong_local,
+        lambda r: each("datapath", {"node2->node1", "node2->node3"}, "VTEP_LOCAL_MISMATCH")
+        | {("vtep-local", "node2", "VTEP_LOCAL_MISMATCH")}),
     row("FDB entry missing", flannel_run, _fdb_missing,
         {("peer-fdb", "node1->node2", "FDB_MISSING"), ("datapath", "node1->node2", "FDB_MISSING")}),
     row("FDB entry to a wrong address", flannel_run, _fdb_wrong,
@@ -671,8 +680,6 @@ def test_every_code_has_a_row() -> None:
         case.fault(run)
         produced |= {code for _, _, code in case.expected(run)}
     assert set(catalog.load()) - produced == set()
-    text = Path(__file__).read_text()
-    assert all(re.search(rf'"{code}"', text) for code in catalog.load())
 
 
 def _diagnosis(fault: Callable[[RunData], None], a: str, b: str):
