@@ -281,9 +281,13 @@ def _allowlist(run: RunData) -> None:
 
 
 def _device_mtu(run: RunData) -> None:
+    """node2's flannel.1 has MTU 1400: its DF probes of the cluster's 1450 (mesh/phase.py expected_mtu) are
+    refused by its own kernel (as the lab's mtu fault shows); packets into node2 are not limited by it."""
     run.facts["node2"].device.mtu = 1400
     for b in ("node1", "node3"):
-        ev(run, "node2", b).df_probe.size = 1400
+        ev(run, "node2", b).df_probe.reply_seen = False
+        ev(run, "node2", b).df_probe.error = "[Errno 90] Message too long"
+        not_captured(run, "node2", b, "df_probe")
 
 
 def _df_lost(run: RunData) -> None:
@@ -566,7 +570,9 @@ ROWS = [
         {("checksum-offload-risk", "node2", "CHECKSUM_OFFLOAD_RISK")}),
     row("kernel not validated under the allowlist", flannel_run, _allowlist,
         {("kernel-known", "node2", "KERNEL_NOT_VALIDATED"), ("kernel-known", "node3", "KERNEL_NOT_VALIDATED")}),
-    row("device MTU not underlay - 50", flannel_run, _device_mtu, {("vtep-mtu", "node2", "MTU_MISMATCH")}),
+    row("device MTU not underlay - 50", flannel_run, _device_mtu,
+        {("vtep-mtu", "node2", "MTU_MISMATCH"), ("datapath", "node2->node1", "MTU_MISMATCH"),
+         ("datapath", "node2->node3", "MTU_MISMATCH")}),
     row("DF packet of the device MTU lost", flannel_run, _df_lost, {("datapath", "node1->node2", "MTU_MISMATCH")}),
     row("a router with a smaller MTU between node1 and node2", flannel_run, _path_mtu,
         {("datapath", "node1->node2", "MTU_MISMATCH"), ("datapath", "node2->node1", "MTU_MISMATCH")}),
