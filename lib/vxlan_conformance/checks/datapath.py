@@ -79,7 +79,8 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     answered = evidence.answered
     if answered and (cause := underlay_mtu_cause(run, a, b)) and not (
             evidence.udp_echo.ok and evidence.df_probe.reply_seen):
-        return CheckResult(subject, cause[0], cause[1], evidence=text, values={**values, "mtu": cause[2]})
+        return CheckResult(subject, cause[0], cause[1], evidence=text,
+                           values={**values, "mtu": cause[2], "nic": _underlay_name(run, b)})
     if answered and evidence.udp_echo.ok:
         if evidence.df_probe.reply_seen:
             return CheckResult(subject, evidence=text)
@@ -92,6 +93,8 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
         if "VTEP_DOWN" in cause[0]:  # the remediation is for the node whose device is down
             values["node"] = next(h for h in (a, b) if _down(run, h))
+        if "RP_FILTER_DROP" in cause[0]:  # the remediation's commands run on B about A's address
+            values = {**values, **_rp_filter_values(run, a, b)}
         return CheckResult(subject, cause[0], cause[1], evidence=text + extra, values=values)
     if not answered and (back := forward_cause(run, b, a)):
         return CheckResult(subject, evidence=text,
@@ -108,8 +111,8 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            evidence=text, values={**values, "mtu": evidence.df_probe.size})
     if answered:
         return CheckResult(subject, ("PROBE_PORT_BLOCKED",),
-                           f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
-                           evidence=text, values=values)
+                           f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not"
+                           + _echo_death(run, a, b), evidence=text, values=values)
     return CheckResult(subject, ("OVERLAY_UNREACHABLE",),
                        f"{a} cannot reach {b} over the overlay and no more specific cause was found",
                        evidence=text, values=values)
@@ -211,27 +214,90 @@ def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | N
     if not path.available or not arrived:
         return None
     port = evidence.vxlan_frame.port or int(run.overlay["port"])
-    rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
-    rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
-    if rules:
-        if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
-            rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
-        rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
-        quoted = "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2])
-        zone = _firewalld_zone(path)
+    if quoted := _firewall_quote(path, port, arrived):
         proof = [_icmp(evidence, "host_prohibited", port, a, b), _icmp(evidence, "admin_prohibited", port, a, b),
                  _device(path, b)]
         return (("HOST_FIREWALL_DROP",),
                 f"{a}'s VXLAN packets reach {b}'s network interface intact ({arrived} probe requests captured), "
-                f"then {b}'s own firewall drops them: {quoted}{zone}" + _joined(proof))
+                f"then {b}'s own firewall drops them: {quoted}" + _joined(proof))
     drops = path.rp_filter_drops_delta or 0
     strict = max(path.rp_filter.values(), default=0)
     if drops > 0 and strict:
         modes = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
         return (("RP_FILTER_DROP",),
                 f"{a}'s VXLAN packets reach {b} intact, and {b}'s reverse path filter drops them "
-                f"(IPReversePathFilter +{drops} during the probes; rp_filter {modes})" + _joined([_device(path, b)]))
+                f"(IPReversePathFilter +{drops} during the probes; rp_filter {modes})"
+                + _joined([_route_back(run, a, b), _device(path, b)]))
     return None
+
+
+def _firewall_quote(path, port: int, arrived: int) -> str:
+    """B's input rules that dropped what arrived at `port` (naming the port, or catching everything and
+    counting at least as many packets as arrived), quoted with the firewalld zone; "" when none did."""
+    rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
+    rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
+    if not rules:
+        return ""
+    if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
+        rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
+    rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
+    return "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2]) + _firewalld_zone(path)
+
+
+def _echo_death(run: RunData, a: str, b: str) -> str:
+    """Where A's UDP echo datagrams died while its VXLAN got through: on the way (B's capture saw none) or
+    on B after its NIC (B's own firewall, named with its rule and the ICMP error A got back)."""
+    evidence = run.mesh[f"{a}->{b}"]
+    port = evidence.udp_echo.port
+    if not evidence.captured.available or not port:
+        return ""
+    seen = evidence.captured.at_port(port)
+    if not seen:
+        return f": {a}'s echo datagrams never reach {b}'s network interface (a firewall or security group on the way)"
+    proof = [_icmp(evidence, "host_prohibited", port, a, b), _icmp(evidence, "admin_prohibited", port, a, b),
+             _icmp(evidence, "port_unreachable", port, a, b)]
+    path = evidence.receive_path
+    if path.available and (quoted := _firewall_quote(path, port, seen)):
+        return (f": {a}'s echo datagrams reach {b}'s network interface intact ({seen} captured), then {b}'s own "
+                f"firewall drops them: {quoted}" + _joined(proof))
+    return f": {a}'s echo datagrams reach {b}'s network interface ({seen} captured) and die on {b}" + _joined(proof)
+
+
+def _route_back(run: RunData, a: str, b: str) -> str:
+    """B's route to A's address, longest prefix of B's main table: strict rp_filter drops A's packets when
+    it leaves by another interface than the one they arrive on."""
+    facts = run.facts.get(b)
+    if facts is None or not facts.routes or facts.underlay is None:
+        return ""
+    target = ipaddress.ip_address(run.addresses[a])
+    matches = []
+    for route in facts.routes:
+        try:
+            net = ipaddress.ip_network("0.0.0.0/0" if route.dst == "default" else route.dst, strict=False)
+        except ValueError:
+            continue
+        if route.type in (None, "unicast") and target in net:
+            matches.append((net.prefixlen, route))
+    if not matches:
+        return f"{b} has no route back to {a}'s {target}"
+    best = max(matches, key=lambda m: m[0])[1]
+    shown = " ".join(w for w in (best.dst, f"via {best.via}" if best.via else "", f"dev {best.dev}" if best.dev else "",
+                                 f"src {best.src}" if best.src else "") if w)
+    arrive = facts.underlay.name
+    if best.dev and best.dev != arrive:
+        return f"{b}'s route back to {a}'s {target} leaves by {best.dev}, not by {arrive} where they arrive: `{shown}`"
+    return f"{b}'s route back to {a}'s {target}: `{shown}`"
+
+
+def _rp_filter_values(run: RunData, a: str, b: str) -> dict[str, str | None]:
+    """RP_FILTER_DROP's placeholders: A's address (the source B must route back to), B's own and B's NIC."""
+    return {"address": run.addresses[a], "peer_address": run.addresses[b], "nic": _underlay_name(run, b)}
+
+
+def _underlay_name(run: RunData, host: str) -> str | None:
+    """The node's underlay interface (the NIC its node address is on), when its facts were gathered."""
+    facts = run.facts.get(host)
+    return facts.underlay.name if facts and facts.underlay else None
 
 
 def underlay_mtu_cause(run: RunData, a: str, b: str) -> tuple[tuple[str, ...], str, int] | None:
