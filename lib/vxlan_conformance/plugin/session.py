@@ -196,7 +196,8 @@ def _secrets(inventory: inventory_mod.Inventory) -> list[str]:
     """Passwords and the arguments of the view commands (a --token), should any reach a report."""
     found = [s for h in inventory.hosts.values() for s in (h.password, h.become_password) if s]
     for command in (inventory.overlay.kubectl, inventory.overlay.etcdctl):
-        found += [word for word in (command or "").split()[1:] if len(word) >= 8]
+        words = (command or "").split()[1:]
+        found += [w for word in words for w in (word, word.partition("=")[2]) if len(w) >= 8]  # --token=VALUE
     return found
 
 
