@@ -20,33 +20,36 @@ pytestmark = pytest.mark.root
 __all__ = ["lab_4"]  # the fixture is used by name
 
 PROBE_PORT = 18472
-# sends a datagram every 50 ms for `seconds` and prints how many echoes came back
+# sends a datagram every 50 ms for `seconds` and prints how many it sent and how many echoes came back
 ECHO_PROBE = """
 import socket, sys, time
 target, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.05)
-replies, end = 0, time.monotonic() + seconds
+sent, replies, end = 0, 0, time.monotonic() + seconds
 while time.monotonic() < end:
-    s.sendto(b"reflect-me", (target, port))
+    sent += s.sendto(b"reflect-me", (target, port)) > 0
     try:
         replies += s.recvfrom(100)[0] == b"reflect-me"
     except socket.timeout:
         pass
-print(replies)
+print(sent, replies)
 """
 # sends a probe-shaped datagram for every possible run id (the run's is random) from source port
-# `sport` (0: any), paced, for `seconds`; prints how many came back
+# `sport` (0: any), paced, for `seconds`; prints how many it sent and how many came back
 PROBE_SPRAY = """
 import socket, struct, sys, time
 target, port, seconds, sport = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("", sport))
 s.setblocking(False)
-replies, end, run_id = 0, time.monotonic() + seconds, 0
+sent, replies, end, run_id = 0, 0, time.monotonic() + seconds, 0
 while time.monotonic() < end:
     for _ in range(256):
-        s.sendto(struct.pack("!4sHHHH", b"VXC1", run_id, 0, 0, 1) + b"x" * 20, (target, port))
+        try:
+            sent += s.sendto(struct.pack("!4sHHHH", b"VXC1", run_id, 0, 0, 1) + b"x" * 20, (target, port)) > 0
+        except BlockingIOError:
+            pass
         run_id = (run_id + 1) & 0xFFFF
     time.sleep(0.01)
     try:
@@ -54,7 +57,7 @@ while time.monotonic() < end:
             replies += s.recvfrom(100)[0][:4] == b"VXC1"
     except OSError:
         pass
-print(replies)
+print(sent, replies)
 """
 
 
@@ -73,6 +76,19 @@ def wait_for_line(proc: subprocess.Popen, text: str) -> None:
     raise AssertionError(f"the run ended without printing {text!r}")
 
 
+def responder_listening(netns: str, timeout: float = 15) -> bool:
+    """Whether the agent's echo responder (a UDP socket on the probe port) is bound in the node, waiting for it:
+    datagrams that nobody hears are no test of what the responder answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlun", f"sport = :{PROBE_PORT}"],
+                             capture_output=True, text=True, timeout=5).stdout
+        if out.strip():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def finish(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -89,17 +105,20 @@ def test_responder_answers_probes_of_inventory_peers_only(lab_4, tmp_path):
     senders = {"node3": (PROBE_SPRAY, "4789"), "node4": (PROBE_SPRAY, "0"), "node2": (ECHO_PROBE, None)}
     try:
         wait_for_line(proc, "mesh:")
+        listening = responder_listening(state.node("node1").netns)
         probes = {}
         for label, (script, sport) in senders.items():
             name = label
             argv = ["ip", "netns", "exec", state.node(name).netns, "python3", "-c", script, node1, str(PROBE_PORT), "3"]
             probes[label] = subprocess.Popen(argv + ([sport] if sport is not None else []), stdout=subprocess.PIPE,
                                              text=True)
-        replies = {label: int(p.communicate(timeout=15)[0]) for label, p in probes.items()}
+        counts = {label: tuple(map(int, p.communicate(timeout=15)[0].split())) for label, p in probes.items()}
         proc.communicate(timeout=60)
     finally:
         finish(proc)
-    assert replies == {"node2": 0, "node3": 0, "node4": 0}
+    assert listening  # the senders started while node1's responder was there to answer them
+    assert all(sent > 0 for sent, _ in counts.values()), counts  # and each of them sent its datagrams
+    assert {label: replies for label, (_, replies) in counts.items()} == {"node2": 0, "node3": 0, "node4": 0}
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert proc.returncode == 0, summary
     assert summary["counts"]["passed"] == 6

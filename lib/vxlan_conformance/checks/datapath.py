@@ -77,6 +77,10 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult(subject, ("MESH_FAILED",), "; ".join(evidence.errors), values=values)
     text = describe(run, a, b)
     answered = evidence.answered
+    if evidence.errors and not evidence.captured.available and not (answered and evidence.udp_echo.ok):
+        # B's agent failed: no capture and no echo responder there, so a lost probe blames no network hop
+        return CheckResult(subject, ("MESH_FAILED",), f"{b}'s probe agent failed, so what reached {b} from {a} "
+                           f"is unknown: {'; '.join(evidence.errors)}", evidence=text, values=values)
     if answered and (cause := underlay_mtu_cause(run, a, b)) and not (
             evidence.udp_echo.ok and evidence.df_probe.reply_seen):
         return CheckResult(subject, cause[0], cause[1], evidence=text,

@@ -176,8 +176,9 @@ while [ $# -gt 0 ]; do
 {cases}
     -ojson|-o=json|--output=json) out=json ;;
     -o|--output) shift; [ "$1" = json ] && out=json ;;
-    -l|--selector|-n|--namespace) shift ;;
+    -l|--selector|-n|--namespace|--token|--server|-s) shift ;;
     -A|--all-namespaces|--request-timeout=*|--kubeconfig=*|--context=*|--selector=*|--namespace=*) ;;
+    --token=*|--server=*|--insecure-skip-tls-verify|--insecure-skip-tls-verify=*) ;;
     *) kind=bad ;;
   esac
   shift

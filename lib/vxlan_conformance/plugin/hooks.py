@@ -49,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="limit for any one remote command (default 60)")
     group.addoption("--reports-dir", metavar="DIR", default=None,
                     help="where summary.json, junit.xml and allure-results go (default reports/)")
+    group.addoption("--redact", action="store_true", default=False,
+                    help="rewrite every report file for a handover to a third party: machine-ids hashed, "
+                         "firewall rules, raw outputs and addresses other than the nodes' left out (docs/redact.md)")
     group.addoption("--allow-state-changes", action="store_true", default=False,
                     help="run the opt-in checks that change node state (they restore it afterwards)")
 

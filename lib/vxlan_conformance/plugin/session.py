@@ -159,6 +159,22 @@ class SuiteSession:
         except Exception as exc:  # noqa: BLE001 - summary.json and junit.xml are written whatever happens here
             self.progress(f"node table / matrix not written ({type(exc).__name__}: {str(exc)[:200]})")
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """--redact, after the last report is written (junitxml writes at sessionfinish, Allure per test)."""
+        if self.is_worker or self.run is None or not config.option.redact:
+            return
+        from vxlan_conformance.report.redact import Redactor, redact_files, written_files
+
+        assert self.inventory is not None
+        redactor = Redactor.for_run(self.run, other_hosts=_other_hosts(self.inventory, self.run.nodes),
+                                    secrets=_secrets(self.inventory))
+        junit, allure_dir = (getattr(config.option, name, None) for name in ("xmlpath", "allure_report_dir"))
+        files = written_files(self.reports_dir, Path(junit) if junit else None,
+                              Path(allure_dir) if allure_dir else None)
+        done = redact_files(files, redactor, self.progress)
+        self.progress(f"--redact: {len(done)} report files redacted for handover")
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.is_worker:
             summary.print_console(terminalreporter, self.entries)
@@ -168,6 +184,21 @@ def _terminate_like_ctrl_c(signum: int, frame: object) -> None:
     """pytest handles only SIGINT; a SIGTERM (systemd, CI timeouts, kill) must also end the run through
     pytest's interrupt path, so agents are stopped and summary.json / junit.xml are still written."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _other_hosts(inventory: inventory_mod.Inventory, nodes: list[str]) -> list[str]:
+    """Inventory hosts that are no checked node (bastion, hosts left out by --limit), by name and address."""
+    hosts = [h for name, h in inventory.hosts.items() if name not in nodes]
+    return [n for h in hosts for n in (h.name, h.ssh_host) if n]
+
+
+def _secrets(inventory: inventory_mod.Inventory) -> list[str]:
+    """Passwords and the arguments of the view commands (a --token), should any reach a report."""
+    found = [s for h in inventory.hosts.values() for s in (h.password, h.become_password) if s]
+    for command in (inventory.overlay.kubectl, inventory.overlay.etcdctl):
+        words = (command or "").split()[1:]
+        found += [w for word in words for w in (word, word.partition("=")[2]) if len(w) >= 8]  # --token=VALUE
+    return found
 
 
 def reports_dir(config: pytest.Config) -> Path:

@@ -20,7 +20,7 @@ from tests.unit import builders
 from tests.unit.builders import calico_run, cilium_run, failures, flannel_mac, flannel_run
 from vxlan_conformance import catalog, checks
 from vxlan_conformance.model.advertised import Advertised
-from vxlan_conformance.model.evidence import PairEvidence, RuleHits
+from vxlan_conformance.model.evidence import Capture, PairEvidence, ReceivePath, RuleHits
 from vxlan_conformance.model.records import FdbEntry, Interface, MacPolicy, NatFacts, Neighbour
 from vxlan_conformance.model.rundata import RunData
 
@@ -373,6 +373,22 @@ def _agent_failed(run: RunData) -> None:
     ev(run, "node1", "node2").errors = ["node1: agent timed out after 30 s"]
 
 
+def _receiver_agent_failed(run: RunData) -> None:
+    """node2's agent failed (lab: hostile=agent-garbage): no capture, no echo responder and no probes of its
+    own; the kernel still answers the pings into node2."""
+    for peer in ("node1", "node3"):
+        into_node2 = ev(run, peer, "node2")
+        into_node2.captured, into_node2.receive_path = Capture(), ReceivePath()
+        into_node2.pcap_frames = []
+        into_node2.errors = ["receiver node2: agent answered with a report of the wrong shape"]
+        for size in into_node2.udp_echo.per_size.values():
+            size.replied, size.rtt_ms = 0, None
+        into_node2.udp_echo.replied = 0
+        out_of_node2 = ev(run, "node2", peer)
+        out_of_node2.probed = False
+        out_of_node2.errors = ["sender node2: agent answered with a report of the wrong shape"]
+
+
 def _no_python(run: RunData) -> None:
     run.facts["node3"].python = []
     excluded(run, "node3", "no Python 2.7/3.6+ for the agent")
@@ -592,6 +608,8 @@ ROWS = [
     row("overlay lost with the tables right", flannel_run, _unexplained,
         {("datapath", "node1->node2", "OVERLAY_UNREACHABLE")}),
     row("agent failed for one pair", flannel_run, _agent_failed, {("datapath", "node1->node2", "MESH_FAILED")}),
+    row("receiver's agent failed", flannel_run, _receiver_agent_failed,
+        lambda r: each("datapath", pairs_of(r, "node2"), "MESH_FAILED")),
     row("no Python for the agent", flannel_run, _no_python,
         lambda r: each("datapath", pairs_of(r, "node3"), "MESH_FAILED")
         | {("python-for-agent", "node3", "PYTHON_MISSING")}),
