@@ -15,23 +15,6 @@ from tests.lab.test_e2e_checks import SCENARIOS, STATIC_SUITES
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="session")
-def flanneld():
-    """version -> binary, built through the shared script the first time (1-2 min per version)."""
-    from vxlan_conformance.lab import real_flannel
-
-    script = real_flannel.build_script()
-    if not script.is_file():
-        pytest.skip(f"real flanneld tests need the shared flannel sources: {script} is absent")
-    built = {}
-
-    def get(version: str) -> str:
-        if version not in built:
-            built[version] = real_flannel.binary(version)  # a failed build is a failure, not a skip
-        return built[version]
-    return get
-
-
 @pytest.mark.parametrize(("version", "view", "api"), [("v0.20.2", "etcd", "etcd v3"), ("v0.20.2", "kubectl", None),
                                                       ("v0.12.0", "etcd", "etcd v2")])
 def test_healthy_real_flanneld_passes_every_check(lab, flanneld, tmp_path, version, view, api):

@@ -288,6 +288,11 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
     if facts is None:
         return unexplained
     way = f"{x}'s overlay packets for {y}"
+    adv = run.view.get(y)
+    if peer.mac is None and adv is not None and adv.problem:  # y's own problem, named on y's pairs too
+        return (("VTEP_MAC_MISMATCH",),
+                f"{way} cannot be addressed: {y} advertises no usable VtepMAC ({adv.problem}), so {x} has no "
+                f"FDB or neighbour entry to send them with")
     dsts = {e.dst for e in facts.fdb_for(peer.mac)}
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"
