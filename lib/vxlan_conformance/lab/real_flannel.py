@@ -235,8 +235,9 @@ def program_base(state: LabState) -> None:
 def flanneld_address(state: LabState, want: Desired, node: LabNode) -> tuple[str, str | None]:
     """(--iface, --public-ip) of one node's flanneld. wrong-public-ip (seed 001): flanneld took the NAT
     NIC, so the NAT address is both its VXLAN local and its public IP; public-ip-overwrite: the address
-    the operator annotated, which kube mode makes the public IP (main.go: the annotation becomes
-    ExtAddr) while the VXLAN local stays eth0's."""
+    the operator annotated, which kube mode publishes as the node's public-ip (subnet/kube/kube.go
+    AcquireLease), so peers send to it while the VXLAN local stays eth0's; in etcd mode, as here, that is
+    --public-ip (the lease's PublicIP)."""
     nat = plan.nat_address(state.instance)
     if want.nat_on_lo and want.locals[node.name] == nat:
         return nat, None
