@@ -11,6 +11,7 @@ import pytest
 
 from tests.lab.suite_runner import run_suite
 from tests.lab.test_e2e_checks import SCENARIOS, STATIC_SUITES
+from vxlan_conformance.lab import real_flannel
 
 pytestmark = pytest.mark.root
 
@@ -112,3 +113,28 @@ def test_seed_on_the_real_daemon_is_named_as_the_imitation_names_it(lab, flannel
     assert result.exit_code == 1
 
 
+
+
+def test_nodes_sharing_the_nat_address_share_one_lease_and_each_is_named(lab, flanneld, imitation, tmp_path):
+    """Seed 001 with two VMs on the NAT address: real flanneld in etcd mode gives them ONE lease (the
+    subnet manager reuses the lease whose PublicIP is its own, subnet/etcd/local_manager.go
+    tryAcquireLease). The suite gives that lease to both holders, so each is named as the imitation names
+    it (PUBLIC_IP_MISMATCH, PUBLIC_IP_DUPLICATE, VTEP_LOCAL_MISMATCH), none is missing from the view, and
+    the holder whose MAC lost the lease's last write is named VTEP_MAC_MISMATCH as well. Between the two
+    holders there is no VXLAN pair on the real daemon (one subnet), so only node checks are compared."""
+    faults = ["wrong-public-ip@node2,node3"]
+    if "shared-nat" not in imitation:
+        state = lab.up(nodes=4, faults=faults, cluster_view="etcd", inventory_path=str(tmp_path / "imitation.yaml"))
+        imitation["shared-nat"] = failed(run_suite(state.inventory_path, tmp_path / "imitation", *STATIC_SUITES))
+    nodes_only = {f for f in imitation["shared-nat"] if "->" not in f[1]}
+    assert {(s, c) for _, s, c in nodes_only} == {(n, c) for n in ("node2", "node3") for c in (
+        "PUBLIC_IP_MISMATCH", "PUBLIC_IP_DUPLICATE", "VTEP_LOCAL_MISMATCH")}
+    state = lab.up(nodes=4, faults=faults, cluster_view="etcd", flanneld=flanneld("v0.20.2"),
+                   inventory_path=str(tmp_path / "lab.yaml"))
+    assert state.node("node2").subnet == state.node("node3").subnet
+    result = run_suite(state.inventory_path, tmp_path / "reports", *STATIC_SUITES)
+    lease = real_flannel.leases(state.etcd_endpoint, False)[state.node("node2").subnet]
+    lost = {n for n in ("node2", "node3") if state.node(n).vtep_mac != lease["BackendData"]["VtepMAC"]}
+    assert len(lost) == 1
+    expected = nodes_only | {("vtep-mac-advertised", n, "VTEP_MAC_MISMATCH") for n in lost}
+    assert {f for f in failed(result) if "->" not in f[1]} == expected, result.output[-4000:]
