@@ -62,6 +62,8 @@ class Lab:
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
         parsed = [parse(spec, names) for spec in faults]
         check_preset(parsed, chosen.name)
+        if flanneld:
+            real_flannel.check_faults(parsed)
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)

@@ -35,7 +35,7 @@ from vxlan_conformance import PROJECT_ROOT
 from . import direct_routing as routed_underlay
 from . import plan
 from .errors import LabError
-from .faults import Desired
+from .faults import Desired, Fault
 from .overlay import base_lines
 from .run import proc_start, run, run_many
 from .state import LabNode, LabState
@@ -47,6 +47,7 @@ STAGGER_S = 0.3
 CONVERGE_S = 20.0
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
 MAX_OVERWRITE_NODES = 50
+IMITATION_ONLY = {"stale-fdb", "missing-fdb", "mtu", "vxlan-port", "underlay-mtu"}
 
 
 def build_script() -> Path:
@@ -144,6 +145,15 @@ def check_options(real: bool, nodes: int, etcd_prefix: str | None, overwrite: Se
         raise LabError(f"--public-ip-overwrite: the address plan has room for {MAX_OVERWRITE_NODES} nodes")
     if direct_routing and nodes < 4:
         raise LabError("--direct-routing needs 4 nodes or more (two on each underlay subnet)")
+
+
+def check_faults(faults: list[Fault]) -> None:
+    """Faults real flanneld can be given: those acting before it starts (a pre-created flannel.1, the NAT
+    address) or outside its devices; the imitation's hand-made FDB, MTU and port changes are not."""
+    for fault in faults:
+        if fault.name in IMITATION_ONLY:
+            raise LabError(f"fault {fault.name!r} edits what the imitation programs; with --flanneld use "
+                           f"another fault (not {', '.join(sorted(IMITATION_ONLY))})")
 
 
 def set_options(state: LabState, etcd_prefix: str | None, overwrite: Sequence[str], direct_routing: bool) -> None:

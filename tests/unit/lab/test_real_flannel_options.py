@@ -9,6 +9,7 @@ import pytest
 
 from vxlan_conformance.lab import direct_routing, plan, real_flannel
 from vxlan_conformance.lab.errors import LabError
+from vxlan_conformance.lab.faults import parse
 
 
 @pytest.mark.parametrize(("args", "said"), [
@@ -47,3 +48,18 @@ def test_overwritten_public_ips_are_no_nodes_address():
     assert ipaddress.ip_address(overwrite) in plan.underlay(6)
     assert overwrite not in {plan.node_address(6, i) for i in range(1, plan.MAX_NODES + 1)}
     assert overwrite != plan.stale_address(6)
+
+
+@pytest.mark.parametrize("spec", ["stale-fdb@node1->node2", "missing-fdb@node2", "mtu=1400@node4",
+                                  "vxlan-port=8475@node2", "underlay-mtu=1400@node2"])
+def test_faults_only_the_imitation_can_make_are_refused_with_real_flanneld(spec):
+    with pytest.raises(LabError, match="with --flanneld") as err:
+        real_flannel.check_faults([parse(spec, ["node1", "node2", "node3", "node4"])])
+    assert "\n" not in str(err.value)
+
+
+def test_seed_faults_are_accepted_with_real_flanneld():
+    names = ["node1", "node2", "node3", "node4"]
+    real_flannel.check_faults([parse(s, names) for s in (
+        "dup-vtep-mac@node2,node3", "wrong-public-ip@node2", "blocked-port@node2", "bad-checksum@node2",
+        "kernel=3.10.0-957.el7.x86_64@node2", "random-fully@node2", "offload=on@node2")])
