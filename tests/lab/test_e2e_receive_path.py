@@ -1,5 +1,6 @@
 """Issue 15 end to end: where a pair's packets die on the receiving node's own path (its host firewall in
-three flavours, a VXLAN port that differs, an underlay MTU too small), run as a user runs the suite
+three flavours, a firewall open for VXLAN only, a VXLAN port that differs, an underlay MTU too small, strict
+rp_filter with an asymmetric route), run as a user runs the suite
 (pytest -n auto against the lab inventory, a subprocess) and read from summary.json: exactly the pairs
 into (or out of) the faulty node fail, in the direction the packets die, with the new code and the rule
 quoted; the reverse direction passes with a note; an allowing firewall and pods' traffic raise nothing;
@@ -33,18 +34,28 @@ def out_of(node: str) -> set[str]:
     return {f"{node}->{peer}" for peer in NODES if peer != node}
 
 
-# fault -> (failing pairs, code, what every failure quotes, pairs that pass with a note)
+# fault -> (failing pairs, code, what every failure quotes, pairs that pass with a note quoting the same)
 SCENARIOS = {
     "iptables": (["firewall=iptables@node2"], into("node2"), "HOST_FIREWALL_DROP",
-                 "`iptables -t filter -A INPUT -p udp -m udp --dport 8472 -j DROP`", out_of("node2")),
+                 ("`iptables -t filter -A INPUT -p udp -m udp --dport 8472 -j DROP`",), out_of("node2")),
     "nftables": (["firewall=nftables@node2"], into("node2"), "HOST_FIREWALL_DROP",
-                 "`nft inet filter chain input: counter drop`", out_of("node2")),
+                 ("`nft inet filter chain input: counter drop`",), out_of("node2")),
     "firewalld": (["firewall=firewalld@node2"], into("node2"), "HOST_FIREWALL_DROP",
-                  "`iptables -t filter -A INPUT -j REJECT --reject-with icmp-host-prohibited`", out_of("node2")),
+                  ("`iptables -t filter -A INPUT -j REJECT --reject-with icmp-host-prohibited`",), out_of("node2")),
+    # VXLAN passes node3's zone; the echo probe meets its REJECT: the probe port is named, not VXLAN
+    "firewalld-vxlan-only": (["firewall=firewalld-vxlan-only@node3"], into("node3"), "PROBE_PORT_BLOCKED",
+                             ("echo datagrams reach node3's network interface intact",
+                              "then node3's own firewall drops them: "
+                              "`iptables -t filter -A INPUT -j REJECT --reject-with icmp-host-prohibited`",
+                              "ICMP host prohibited from node3 for udp/18472"), set()),
     "vxlan-port": (["vxlan-port=8475@node2"], into("node2") | out_of("node2"), "VXLAN_PORT_MISMATCH",
-                   "listens on udp/", set()),
+                   ("listens on udp/",), set()),
     "underlay-mtu": (["underlay-mtu=1400@node4"], into("node4"), "UNDERLAY_MTU_TOO_SMALL",
-                     "node4's underlay interface eth0 has MTU 1400", set()),
+                     ("node4's underlay interface eth0 has MTU 1400",), set()),
+    # node2's replies to its peers leave by eth1, theirs arrive on eth0: strict rp_filter drops them there
+    "rp-filter": (["rp-filter@node2"], into("node2"), "RP_FILTER_DROP",
+                  ("node2's reverse path filter drops them (IPReversePathFilter +",
+                   "leaves by eth1, not by eth0 where they arrive"), out_of("node2")),
 }
 
 
@@ -63,13 +74,18 @@ def test_the_direction_where_packets_die_fails_with_the_hop_named(lab_4, tmp_pat
     specs, failing, code, quoted, noted = SCENARIOS[scenario]
     with faults(lab, specs):
         result = run_suite(state.inventory_path, tmp_path / "reports", "suites/test_datapath.py")
-    assert result.failures() == {(pair, code) for pair in failing}, result.output[-3000:]
-    by_subject = {r["subject"]: r for r in result.summary["results"]}
+    assert result.summary is not None, result.output[-3000:]
+    results = result.summary["results"]
+    failed = {(r["check"], r["subject"], c) for r in results if r["status"] in ("failed", "error") for c in r["codes"]}
+    assert failed == {("datapath", pair, code) for pair in failing}, result.output[-3000:]
+    by_subject = {r["subject"]: r for r in results}
     for pair in failing:
-        assert quoted in by_subject[pair]["message"], by_subject[pair]["message"]
+        assert all(q in by_subject[pair]["message"] for q in quoted), by_subject[pair]["message"]
+    passed_with_note = {r["subject"] for r in results if r["status"] == "passed" and r["message"]}
+    assert passed_with_note == noted, {p: by_subject[p]["message"] for p in passed_with_note}
     for pair in noted:
-        assert by_subject[pair]["status"] == "passed"
-        assert "answers are lost" in by_subject[pair]["message"] and quoted in by_subject[pair]["message"]
+        assert "answers are lost" in by_subject[pair]["message"]
+        assert all(q in by_subject[pair]["message"] for q in quoted), by_subject[pair]["message"]
     assert result.summary["counts"]["passed"] == 12 - len(failing)
 
 

@@ -345,6 +345,45 @@ def test_machine_id_per_node_and_nm_shim_on_its_node_only(lab_4):
     assert seen() == healthy and Path("/etc/machine-id").read_text() == machine
 
 
+def test_rp_filter_is_a_real_kernel_drop_and_clearing_restores_the_node(lab_4):
+    """rp-filter@node2: eth1 on the underlay bridge, the routes to the peers by it, strict rp_filter: the
+    kernel drops what arrives on eth0 (IPReversePathFilter rises); clearing gives node2 back as it was."""
+    lab, _ = lab_4
+
+    def node2() -> dict[str, list[str]]:
+        """Links, routes and rp_filter, as sorted lines (clearing re-creates flannel.1: a new ifindex)."""
+        reads = {"links": ["ip", "-br", "link"], "routes": ["ip", "route"],
+                 "rp_filter": ["sysctl", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.eth0.rp_filter"]}
+        out = {}
+        for key, argv in reads.items():
+            done = lab.exec("node2", argv)
+            assert done.returncode == 0, done.stderr
+            out[key] = sorted(done.stdout.splitlines())
+        return out
+
+    def rpf_drops() -> int:
+        done = lab.exec("node2", ["cat", "/proc/net/netstat"])
+        head, values = [line.split() for line in done.stdout.splitlines() if line.startswith("TcpExt:")][:2]
+        return int(values[head.index("IPReversePathFilter")])
+
+    healthy = node2()
+    try:
+        state = lab.fault(["rp-filter@node2"])
+        faulted = node2()
+        assert any(line.startswith("eth1@") for line in faulted["links"])
+        assert faulted["rp_filter"] == ["net.ipv4.conf.all.rp_filter = 1", "net.ipv4.conf.eth0.rp_filter = 1"]
+        for peer in ("node1", "node3", "node4"):
+            route = lab.exec("node2", ["ip", "route", "get", state.node(peer).address]).stdout
+            assert " dev eth1 " in route and f"src {state.node('node2').address}" in route
+        before = rpf_drops()
+        assert overlay_broken(state) == with_node(2)
+        assert rpf_drops() > before
+    finally:
+        state = lab.clear_faults()
+    assert node2() == healthy
+    assert overlay_broken(state) == set()
+
+
 def test_fault_input_errors(lab_4):
     lab, _ = lab_4
     for spec, words in [("no-such@node1", "unknown fault"), ("blocked-port@node9", "unknown node"),

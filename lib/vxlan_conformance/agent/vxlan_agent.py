@@ -286,10 +286,12 @@ class ReceivePath(object):
         self.before = self.snapshot()
 
     def snapshot(self):
+        saved, ruleset = read_command(["iptables-save", "-c"]), read_command(["nft", "list", "ruleset"])
+        # listed: a tool answered, even with no rules at all (a node without a firewall is not unreadable)
         return {"udp": read_udp_snmp(), "device": read_device(self.device) if self.device else {},
                 "rp_filter_drops": read_netstat("IPReversePathFilter"),
-                "netfilter": netfilter_counters(read_command(["iptables-save", "-c"]),
-                                                read_command(["nft", "list", "ruleset"]))}
+                "netfilter": netfilter_counters(saved, ruleset),
+                "listed": saved is not None or ruleset is not None}
 
     def result(self, max_rules=40):
         after = self.snapshot()
@@ -309,7 +311,7 @@ class ReceivePath(object):
         return {"udp_delta": udp, "device": self.device, "device_delta": device,
                 "rp_filter": read_rp_filter([n for n in (self.device, self.underlay_if) if n]),
                 "rp_filter_drops_delta": drops, "netfilter_delta": rules,
-                "netfilter_listed": bool(after["netfilter"]) or bool(before["netfilter"]),
+                "netfilter_listed": after["listed"] or before["listed"],
                 "firewalld": firewalld_zones()}
 
 

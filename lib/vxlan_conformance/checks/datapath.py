@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from vxlan_conformance import cni
 from vxlan_conformance.checks.registry import check
 from vxlan_conformance.model.evidence import EchoSize, PairEvidence, Probe
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
@@ -60,8 +61,9 @@ def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
 @check("datapath", "Datapath", "pair", codes=(
     "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
     "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
-    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING", "TUNNEL_MISSING",
-    "TUNNEL_WRONG_DST", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH", "UNDERLAY_MTU_TOO_SMALL", "RP_FILTER_DROP"))
+    "NEIGH_WRONG_MAC", "NEIGH_MISSING", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING",
+    "TUNNEL_MISSING", "TUNNEL_WRONG_DST", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH", "UNDERLAY_MTU_TOO_SMALL",
+    "RP_FILTER_DROP", "VTEP_DOWN", "CONFIG_INCONSISTENT"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -77,7 +79,8 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     answered = evidence.answered
     if answered and (cause := underlay_mtu_cause(run, a, b)) and not (
             evidence.udp_echo.ok and evidence.df_probe.reply_seen):
-        return CheckResult(subject, cause[0], cause[1], evidence=text, values={**values, "mtu": cause[2]})
+        return CheckResult(subject, cause[0], cause[1], evidence=text,
+                           values={**values, "mtu": cause[2], "nic": _underlay_name(run, b)})
     if answered and evidence.udp_echo.ok:
         if evidence.df_probe.reply_seen:
             return CheckResult(subject, evidence=text)
@@ -88,14 +91,28 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            evidence=text, values={**values, "mtu": size})
     if cause := forward_cause(run, a, b):
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
+        if "VTEP_DOWN" in cause[0]:  # the remediation is for the node whose device is down
+            values["node"] = next(h for h in (a, b) if _down(run, h))
+        if "RP_FILTER_DROP" in cause[0]:  # the remediation's commands run on B about A's address
+            values = {**values, **_rp_filter_values(run, a, b)}
         return CheckResult(subject, cause[0], cause[1], evidence=text + extra, values=values)
     if not answered and (back := forward_cause(run, b, a)):
         return CheckResult(subject, evidence=text,
                            note=f"{b} received {a}'s probes intact; the answers are lost on {b}->{a}: {back[1]}")
+    sizes = evidence.udp_echo.per_size
+    lost = [size for size, echo in sizes.items() if not echo.replied]
+    replied = [int(size) for size, echo in sizes.items() if echo.replied]
+    if answered and lost and replied and min(map(int, lost)) > max(replied):  # the port is open, big ones die
+        return CheckResult(subject, ("MTU_MISMATCH",),
+                           f"{a} reaches {b} over the overlay and with small UDP echoes, but the "
+                           f"{', '.join(sorted(lost, key=int))}-byte echoes to udp/{values['probe_port']} are lost"
+                           f"{'' if evidence.df_probe.reply_seen else ' and so is the DF probe'}: a hop on the "
+                           "path between them takes smaller packets than the nodes' interfaces",
+                           evidence=text, values={**values, "mtu": evidence.df_probe.size})
     if answered:
         return CheckResult(subject, ("PROBE_PORT_BLOCKED",),
-                           f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
-                           evidence=text, values=values)
+                           f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not"
+                           + _echo_death(run, a, b), evidence=text, values=values)
     return CheckResult(subject, ("OVERLAY_UNREACHABLE",),
                        f"{a} cannot reach {b} over the overlay and no more specific cause was found",
                        evidence=text, values=values)
@@ -121,6 +138,10 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
         return (("UDP_PORT_BLOCKED",),
                 f"{a}'s packets to {b}:{port}/udp never reach {b}'s network interface{nothing}: a firewall "
                 "or security group drops them on the way")
+    if cause := vni_cause(run, a, b):
+        return cause
+    if not evidence.answered and (down := _down(run, b)):
+        return down
     if not evidence.answered and (cause := receive_path_cause(run, a, b, seen)):
         return cause
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
@@ -152,6 +173,37 @@ def port_cause(run: RunData, a: str, b: str) -> Cause | None:
             + _joined(proof))
 
 
+def vni_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """A's device sends its VXLAN with another VNI than B's device takes: B's kernel finds no device for
+    that VNI and drops the packets silently (no counter, no ICMP). The runner's raw frames carry B's own VNI
+    and get in, but B's kernel answers with B's VNI, which A drops the same way."""
+    evidence = run.mesh[f"{a}->{b}"]
+    facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if facts_a is None or facts_b is None or facts_a.device is None or facts_b.device is None:
+        return None
+    if facts_a.device.external or facts_b.device.external:  # flow-based (Cilium, Calico eBPF): VNI per packet
+        return None
+    sending, taking = facts_a.device.vni, facts_b.device.vni
+    if sending is None or taking is None or sending == taking or evidence.overlay_ping.reply_seen:
+        return None
+    seen = sorted(evidence.captured.vnis) if evidence.captured.available else []
+    device = run.overlay["device"]
+    return (("CONFIG_INCONSISTENT",),
+            f"{a}'s {device} sends its VXLAN packets for {b} with VNI {sending}, but {b}'s {device} takes VNI "
+            f"{taking}: {b}'s kernel has no device for VNI {sending} and drops them"
+            + _joined([f"{b}'s capture saw VNIs {', '.join(map(str, seen))} from {a}" if seen else ""]))
+
+
+def _down(run: RunData, host: str) -> Cause | None:
+    """The host's VXLAN device is down: the kernel closed its UDP socket and removed the routes through it,
+    so the host neither sends overlay packets nor takes any in (UdpNoPorts)."""
+    facts = run.facts.get(host)
+    if facts is None or facts.device is None or facts.device.up:
+        return None
+    return (("VTEP_DOWN",),
+            f"{host}'s {facts.device.name} is down: {host} sends no overlay packets and drops those that arrive")
+
+
 def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | None:
     """A's requests reached B's NIC intact, yet nothing came back: name the hop on B that ate them, from
     B's own counters around the mesh: a netfilter rule that dropped or rejected (B's host firewall), or
@@ -162,27 +214,90 @@ def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | N
     if not path.available or not arrived:
         return None
     port = evidence.vxlan_frame.port or int(run.overlay["port"])
-    rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
-    rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
-    if rules:
-        if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
-            rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
-        rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
-        quoted = "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2])
-        zone = _firewalld_zone(path)
+    if quoted := _firewall_quote(path, port, arrived):
         proof = [_icmp(evidence, "host_prohibited", port, a, b), _icmp(evidence, "admin_prohibited", port, a, b),
                  _device(path, b)]
         return (("HOST_FIREWALL_DROP",),
                 f"{a}'s VXLAN packets reach {b}'s network interface intact ({arrived} probe requests captured), "
-                f"then {b}'s own firewall drops them: {quoted}{zone}" + _joined(proof))
+                f"then {b}'s own firewall drops them: {quoted}" + _joined(proof))
     drops = path.rp_filter_drops_delta or 0
     strict = max(path.rp_filter.values(), default=0)
     if drops > 0 and strict:
         modes = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
         return (("RP_FILTER_DROP",),
                 f"{a}'s VXLAN packets reach {b} intact, and {b}'s reverse path filter drops them "
-                f"(IPReversePathFilter +{drops} during the probes; rp_filter {modes})" + _joined([_device(path, b)]))
+                f"(IPReversePathFilter +{drops} during the probes; rp_filter {modes})"
+                + _joined([_route_back(run, a, b), _device(path, b)]))
     return None
+
+
+def _firewall_quote(path, port: int, arrived: int) -> str:
+    """B's input rules that dropped what arrived at `port` (naming the port, or catching everything and
+    counting at least as many packets as arrived), quoted with the firewalld zone; "" when none did."""
+    rules = [r for r in path.dropping_rules() if _names_port(r.rule, port) or _catch_all(r.rule)]
+    rules = [r for r in rules if _names_port(r.rule, port) or r.packets >= arrived]
+    if not rules:
+        return ""
+    if any(r.rule.startswith("iptables ") for r in rules):  # iptables-nft: the same rules again in nft's words
+        rules = [r for r in rules if not r.rule.startswith(("nft ip filter ", "nft ip6 filter "))]
+    rules.sort(key=lambda r: (not _names_port(r.rule, port), not r.rule.startswith("iptables "), -r.packets))
+    return "; ".join(f"`{_rule_text(r.rule)}` (+{r.packets} packets)" for r in rules[:2]) + _firewalld_zone(path)
+
+
+def _echo_death(run: RunData, a: str, b: str) -> str:
+    """Where A's UDP echo datagrams died while its VXLAN got through: on the way (B's capture saw none) or
+    on B after its NIC (B's own firewall, named with its rule and the ICMP error A got back)."""
+    evidence = run.mesh[f"{a}->{b}"]
+    port = evidence.udp_echo.port
+    if not evidence.captured.available or not port:
+        return ""
+    seen = evidence.captured.at_port(port)
+    if not seen:
+        return f": {a}'s echo datagrams never reach {b}'s network interface (a firewall or security group on the way)"
+    proof = [_icmp(evidence, "host_prohibited", port, a, b), _icmp(evidence, "admin_prohibited", port, a, b),
+             _icmp(evidence, "port_unreachable", port, a, b)]
+    path = evidence.receive_path
+    if path.available and (quoted := _firewall_quote(path, port, seen)):
+        return (f": {a}'s echo datagrams reach {b}'s network interface intact ({seen} captured), then {b}'s own "
+                f"firewall drops them: {quoted}" + _joined(proof))
+    return f": {a}'s echo datagrams reach {b}'s network interface ({seen} captured) and die on {b}" + _joined(proof)
+
+
+def _route_back(run: RunData, a: str, b: str) -> str:
+    """B's route to A's address, longest prefix of B's main table: strict rp_filter drops A's packets when
+    it leaves by another interface than the one they arrive on."""
+    facts = run.facts.get(b)
+    if facts is None or not facts.routes or facts.underlay is None:
+        return ""
+    target = ipaddress.ip_address(run.addresses[a])
+    matches = []
+    for route in facts.routes:
+        try:
+            net = ipaddress.ip_network("0.0.0.0/0" if route.dst == "default" else route.dst, strict=False)
+        except ValueError:
+            continue
+        if route.type in (None, "unicast") and target in net:
+            matches.append((net.prefixlen, route))
+    if not matches:
+        return f"{b} has no route back to {a}'s {target}"
+    best = max(matches, key=lambda m: m[0])[1]
+    shown = " ".join(w for w in (best.dst, f"via {best.via}" if best.via else "", f"dev {best.dev}" if best.dev else "",
+                                 f"src {best.src}" if best.src else "") if w)
+    arrive = facts.underlay.name
+    if best.dev and best.dev != arrive:
+        return f"{b}'s route back to {a}'s {target} leaves by {best.dev}, not by {arrive} where they arrive: `{shown}`"
+    return f"{b}'s route back to {a}'s {target}: `{shown}`"
+
+
+def _rp_filter_values(run: RunData, a: str, b: str) -> dict[str, str | None]:
+    """RP_FILTER_DROP's placeholders: A's address (the source B must route back to), B's own and B's NIC."""
+    return {"address": run.addresses[a], "peer_address": run.addresses[b], "nic": _underlay_name(run, b)}
+
+
+def _underlay_name(run: RunData, host: str) -> str | None:
+    """The node's underlay interface (the NIC its node address is on), when its facts were gathered."""
+    facts = run.facts.get(host)
+    return facts.underlay.name if facts and facts.underlay else None
 
 
 def underlay_mtu_cause(run: RunData, a: str, b: str) -> tuple[tuple[str, ...], str, int] | None:
@@ -276,18 +391,27 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
 
 
 def config_cause(run: RunData, x: str, y: str) -> Cause:
-    """Why x's kernel does not send its overlay packets for y to y, from x's FDB and neighbour entries."""
-    if cni.of_run(run).not_applicable("peer-fdb", run):
+    """Why x's kernel does not send its overlay packets for y to y, in the order the kernel looks: x's
+    device, the route to y's pods, then the FDB entry and the neighbour entry for y's VTEP."""
+    if down := _down(run, x):
+        return down
+    model = cni.of_run(run)
+    if model.not_applicable("peer-fdb", run):
         return routed_cause(run, x, y)
     facts = run.facts.get(x)
-    peer = cni.of_run(run).vtep(run, y)
+    peer = model.vtep(run, y)
     address = run.addresses[y]
+    plan = model.peer_plan(run, x, y)
     unexplained = (("OVERLAY_UNREACHABLE",),
-                   f"{x}'s overlay packets for {y} never reach {y}, and {x}'s FDB and neighbour entries for "
-                   f"{y} look right")
+                   f"{x}'s overlay packets for {y} never reach {y}, and {x}'s route, FDB and neighbour entries "
+                   f"for {y} look right")
     if facts is None:
         return unexplained
     way = f"{x}'s overlay packets for {y}"
+    if want := _missing_route(facts, plan):
+        return (("ROUTE_MISSING",), f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    if not plan.vxlan:  # DirectRouting: no FDB or neighbour entry to blame
+        return unexplained
     adv = run.view.get(y)
     if peer.mac is None and adv is not None and adv.problem:  # y's own problem, named on y's pairs too
         return (("VTEP_MAC_MISMATCH",),
@@ -306,12 +430,27 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
             return (("PUBLIC_IP_MISMATCH",),
                     f"{way} go to {peer.public_ip}, the public IP {y} advertises, not to its address {address}")
         return ("FDB_WRONG_DST",), f"{way} go to {', '.join(sorted(dsts))}, not to {y}'s address {address}"
+    if plan.neigh is None:
+        return unexplained
     neigh = {(n.mac or "").lower() for n in facts.neighbours_of(peer.vtep_ip)}
+    if not neigh:
+        return (("NEIGH_MISSING",),
+                f"{way} cannot be addressed: {x} has no neighbour entry for {y}'s VTEP {peer.vtep_ip} "
+                "(the device does not learn, and nobody answers ARP for it)")
     if peer.mac not in neigh:
         return (("NEIGH_WRONG_MAC",),
-                f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "
+                f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh))}, "
                 f"not {peer.mac}")
     return unexplained
+
+
+def _missing_route(facts: NodeFacts, plan: cni.PeerPlan) -> cni.ExpectedRoute | None:
+    """The first route of the CNI's plan the node lacks (same test as the peer-route check)."""
+    for want in plan.routes:
+        routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
+        if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
+            return want
+    return None
 
 
 def routed_cause(run: RunData, x: str, y: str) -> Cause:
@@ -321,12 +460,8 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
     plan = model.peer_plan(run, x, y)
     facts = run.facts.get(x)
     way = f"{x}'s overlay packets for {y}"
-    if facts is not None:
-        for want in plan.routes:
-            routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
-            if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
-                return (("ROUTE_MISSING",),
-                        f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    if facts is not None and (want := _missing_route(facts, plan)):
+        return (("ROUTE_MISSING",), f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
     peer = model.vtep(run, y)
     address = run.addresses[y]
     if plan.tunnel is not None and facts is not None:

@@ -11,7 +11,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from . import inventory_out, sshd
+from . import inventory_out, overlay, plan, sshd
 from .faults import LAB_USER, SUDO_PASSWORD, SUDO_USER, Desired
 from .run import SBIN_PATH, run, run_many
 from .state import LabState
@@ -82,6 +82,8 @@ def firewall_rules(kind: str, port: int, probe_port: int) -> tuple[str, str]:
       ssh (and dhcpv6-client, which is IPv6 only): `-p tcp --dport 22 -m conntrack --ctstate NEW,UNTRACKED`.
     firewalld-allow: the same with `firewall-cmd --add-port={port}/udp --add-port={probe_port}/udp`
       (an admin who opened the VXLAN port, and the suite's probe port, as the README asks).
+    firewalld-vxlan-only: the same with `firewall-cmd --add-port={port}/udp` only (an admin who opened what
+      the CNI's docs ask for): VXLAN passes, the suite's UDP echo to probe_port meets the zone's REJECT.
     """
     if kind == "iptables":
         return "iptables-restore", (f"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
@@ -92,9 +94,10 @@ def firewall_rules(kind: str, port: int, probe_port: int) -> tuple[str, str]:
                        "    iif lo accept\n    ip protocol icmp accept\n    tcp dport 22 accept\n"
                        "    counter drop\n  }\n}\n")
     allow = ""
-    if kind == "firewalld-allow":
+    if kind in ("firewalld-allow", "firewalld-vxlan-only"):
+        opened = (port, probe_port) if kind == "firewalld-allow" else (port,)
         allow = "".join(f"-A IN_public_allow -p udp -m udp --dport {p} -m conntrack --ctstate NEW,UNTRACKED -j ACCEPT\n"
-                        for p in (port, probe_port))
+                        for p in opened)
     chains = ("INPUT_direct", "INPUT_ZONES_SOURCE", "INPUT_ZONES", "IN_public", "IN_public_log", "IN_public_deny",
               "IN_public_allow")
     return "iptables-restore", (
@@ -128,6 +131,45 @@ def apply_firewall(state: LabState, want: Desired, previous: dict[str, str]) -> 
         argv = [tool] if tool == "iptables-restore" else ["nft", "-f", "-"]
         jobs.append((["ip", "netns", "exec", state.node(name).netns, *argv], text, f"{kind} firewall on {name}"))
     run_many(jobs)
+
+
+def rp_filter_veth(instance: int, name: str) -> str:
+    """Root end of the rp-filter fault's second NIC (overlay.destroy waits for it like for eth0's)."""
+    return f"vxl{instance}r{plan.node_index(name)}"
+
+
+def apply_rp_filter(state: LabState, want: Desired, previous: set[str]) -> None:
+    """`rp-filter`: a node with a second NIC (eth1, a veth on the same underlay bridge, as a host with two
+    NICs in one segment), routes to its peers' addresses that leave by eth1 (an admin's /32 routes: the
+    asymmetric path of the field reports) and strict rp_filter (net.ipv4.conf.all and eth0 rp_filter=1, as
+    /etc/sysctl.d on RHEL-likes sets it). Its own packets reach the peers through eth1; theirs arrive on
+    eth0, whose reverse path is eth1, and the kernel drops them (ip_rcv_finish_core: -EXDEV from
+    fib_validate_source counts LINUX_MIB_IPRPFILTER, nstat TcpExtIPReversePathFilter). Clearing removes
+    eth1 (its routes go with it) and gives all and eth0 back the values a new namespace inherits: the
+    machine's net.ipv4.conf.all.rp_filter and the namespace's default."""
+    for name in sorted(previous - want.rp_filter):
+        netns = state.node(name).netns
+        run(["ip", "-n", netns, "link", "del", "eth1"], check=False)
+        host_all = Path("/proc/sys/net/ipv4/conf/all/rp_filter").read_text().strip()
+        default = run(["ip", "netns", "exec", netns, "sysctl", "-n", "net.ipv4.conf.default.rp_filter"],
+                      what=f"reading rp_filter on {name}").stdout.strip()
+        run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", f"net.ipv4.conf.all.rp_filter={host_all}",
+             f"net.ipv4.conf.eth0.rp_filter={default}"], what=f"restoring rp_filter on {name}")
+    for name in sorted(want.rp_filter - previous):
+        node = state.node(name)
+        peers = [n for n in state.nodes if n.name != name]
+        run(["ip", "link", "add", rp_filter_veth(state.instance, name), "type", "veth", "peer", "name", "eth1",
+             "netns", node.netns], what=f"adding eth1 to {name}")
+        run(["ip", "link", "set", rp_filter_veth(state.instance, name), "master", plan.bridge_name(state.instance),
+             "up"], what=f"plugging {name}'s eth1 into the bridge")
+        # tx off as on eth0: veth would otherwise hand over unfinished checksums (lab-notes 1, 3d)
+        run(["ip", "netns", "exec", node.netns, "ethtool", "-K", "eth1", "tx", "off"], what=f"ethtool on {name}")
+        lines = [f"link set eth1 mtu {want.underlay_mtu.get(name, overlay.ETH_MTU)} up"]
+        lines += [f"neigh replace {p.address} lladdr {p.eth_mac} dev eth1 nud permanent" for p in peers]
+        lines += [f"route replace {p.address}/32 dev eth1 src {node.address}" for p in peers]
+        run(["ip", "-n", node.netns, "-batch", "-"], input="\n".join(lines) + "\n", what=f"routes by eth1 on {name}")
+        run(["ip", "netns", "exec", node.netns, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1",
+             "net.ipv4.conf.eth0.rp_filter=1"], what=f"strict rp_filter on {name}")
 
 
 def apply_random_fully(state: LabState, want: Desired, previous: set[str]) -> None:

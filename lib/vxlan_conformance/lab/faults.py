@@ -16,17 +16,17 @@ from .state import LabNode
 
 PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb", "missing-route", "missing-tunnel"}
 # per preset, the faults that make no sense for it (the cilium preset has no FDB and its own device and
-# routes, lab/cilium.py; only it has tunnel entries)
-PRESET_EXCLUDED = {"cilium": {"stale-fdb", "missing-fdb", "vxlan-port", "underlay-mtu"},
+# routes, lab/cilium.py; only it has tunnel entries); cilium-agent writes rp_filter=0 itself
+PRESET_EXCLUDED = {"cilium": {"stale-fdb", "missing-fdb", "vxlan-port", "underlay-mtu", "rp-filter"},
                    "flannel": {"missing-route", "missing-tunnel"},
                    "calico": {"missing-route", "missing-tunnel"}}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
                "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm",
-               "firewall", "vxlan-port", "underlay-mtu"}
+               "firewall", "vxlan-port", "underlay-mtu", "rp-filter"}
 DUP_FAULTS = {"dup-vtep-mac", "dup-machine-id"}  # the first target's value copied to the others
 VALUE_REQUIRED = {"kernel", "offload", "mtu", "slow", "hostile", "sudo-user", "firewall", "vxlan-port", "underlay-mtu"}
 # `firewall=<kind>`: the node's own host firewall (in its netns, after its NIC), as each tool writes it
-FIREWALL_KINDS = ("iptables", "nftables", "firewalld", "firewalld-allow")
+FIREWALL_KINDS = ("iptables", "nftables", "firewalld", "firewalld-allow", "firewalld-vxlan-only")
 # `hostile=<kind>`: a PATH-first fake binary on the node answers the suite with bad output
 HOSTILE_KINDS = ("facts-flood", "facts-markers", "agent-flood", "agent-garbage", "kubectl-flood")
 SUDO_KINDS = ("password", "nopasswd")  # `sudo-user=<kind>`: login SUDO_USER, sudo with a password or NOPASSWD
@@ -146,6 +146,7 @@ class Desired:
     firewall: dict[str, str] = field(default_factory=dict)  # node -> FIREWALL_KINDS entry
     ports: dict[str, int] = field(default_factory=dict)  # node -> its VXLAN device's dstport (others: the lab's)
     underlay_mtu: dict[str, int] = field(default_factory=dict)  # node -> eth0 MTU (the overlay keeps 1450)
+    rp_filter: set[str] = field(default_factory=set)  # nodes with eth1, routes to peers by it, strict rp_filter
     missing_routes: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without the route
     missing_tunnel: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without tunnel entry
 
@@ -200,6 +201,8 @@ def desired(instance: int, nodes: list[LabNode], faults: list[Fault]) -> Desired
             out.ports.update(dict.fromkeys(hit, int(fault.value)))
         elif fault.name == "underlay-mtu":
             out.underlay_mtu.update(dict.fromkeys(hit, int(fault.value)))
+        elif fault.name == "rp-filter":
+            out.rp_filter.update(hit)
         elif fault.name == "mitm":
             out.mitm.update(hit)
         elif fault.name == "bad-checksum":

@@ -245,6 +245,7 @@ class Lab:
             fault_rules.apply_bad_checksum(state, want)
         fault_rules.apply_random_fully(state, want, before.random_fully)
         fault_rules.apply_firewall(state, want, before.firewall)
+        fault_rules.apply_rp_filter(state, want, before.rp_filter)
         fault_rules.apply_offload(state, want)
         fault_rules.apply_mounts(state, want, platform.release())
         fault_rules.apply_slow(state, want, before.slow, before.mitm)

@@ -137,7 +137,7 @@ def destroy(instance: int, netns_names: list[str], timeout: float = 15) -> None:
     if lines:
         run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", timeout=60, check=False)
     run(["ip", "link", "del", plan.bridge_name(instance)], check=False)
-    veth = re.compile(rf"^vxl{instance}n\d+p?$")
+    veth = re.compile(rf"^vxl{instance}(n\d+p?|r\d+)$")  # eth0's ends, and eth1's of the rp-filter fault
     deadline = time.monotonic() + timeout
     while True:
         # the kernel cleans up removed namespaces under the RTNL lock: at 1000 nodes a listing waits

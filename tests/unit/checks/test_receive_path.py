@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vxlan_conformance import catalog
 from vxlan_conformance.checks.datapath import diagnose
 from vxlan_conformance.model.evidence import PairEvidence, RuleHits
 from vxlan_conformance.model.rundata import RunData
@@ -90,6 +91,7 @@ def test_small_underlay_mtu_fails_only_the_direction_into_the_node():
     for pair in into("node4"):
         assert results[pair].codes == ("UNDERLAY_MTU_TOO_SMALL",)
         assert "node4's underlay interface eth0 has MTU 1400" in results[pair].message
+        assert "on node4\n`ip link set eth0 mtu 1500`" in results[pair].remediation()
 
 
 def test_without_the_receive_path_evidence_the_firewall_is_not_guessed():
@@ -148,3 +150,64 @@ def test_the_evidence_shows_the_receivers_counters_and_the_icmp_errors():
     assert "at node2 during the probes: Udp" in evidence and "rx_packets +0" in evidence
     assert "node2's netfilter rules that dropped or rejected packets" in evidence
     assert "ICMP errors node1 got from node2: " in evidence and "host prohibited/8472 x" in evidence
+
+
+def test_rp_filter_fault_is_blamed_on_the_direction_into_the_node_with_the_route_back():
+    """rp-filter@node2: eth1, /32 routes to the peers by it, strict rp_filter on all and eth0 (a real drop)."""
+    results = verdicts("rp-filter-node2")
+    failed = {(pair, r.codes) for pair, r in results.items() if not r.passed}
+    assert failed == {(pair, ("RP_FILTER_DROP",)) for pair in into("node2")}
+    for pair in into("node2"):
+        sender = pair.split("->")[0]
+        address = f"198.18.64.{sender[4:]}"
+        message = results[pair].message
+        assert "node2's reverse path filter drops them (IPReversePathFilter +" in message
+        assert "rp_filter all=1" in message and "eth0=1" in message
+        assert (f"node2's route back to {sender}'s {address} leaves by eth1, not by eth0 where they arrive: "
+                f"`{address} dev eth1 src 198.18.64.2`") in message
+        fix = results[pair].remediation()
+        assert "`sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.eth0.rp_filter" in fix
+        assert "`nstat -az TcpExtIPReversePathFilter`" in fix
+        assert f"`ip route get {address}` must leave by `dev eth0`" in fix
+        assert f"`ip route get 198.18.64.2 from {address} iif eth0`" in fix
+    noted = {pair for pair, r in results.items() if r.passed and r.note}
+    assert noted == out_of("node2")
+    for pair in out_of("node2"):
+        peer = pair.split("->")[1]
+        assert results[pair].note.startswith(f"{peer} received node2's probes intact; the answers are lost on "
+                                             f"{peer}->node2: ")
+        assert "reverse path filter drops them" in results[pair].note
+
+
+def test_a_firewall_open_only_for_vxlan_blames_the_echo_probe_where_it_died_not_vxlan():
+    """firewall=firewalld-vxlan-only@node3: VXLAN passes node3's zone, the UDP echo meets its REJECT."""
+    results = verdicts("firewall-firewalld-vxlan-only-node3")
+    failed = {(pair, r.codes) for pair, r in results.items() if not r.passed}
+    assert failed == {(pair, ("PROBE_PORT_BLOCKED",)) for pair in into("node3")}
+    assert not any(r.note for r in results.values())
+    for pair in into("node3"):
+        sender = pair.split("->")[0]
+        message = results[pair].message
+        assert message.startswith(f"VXLAN from {sender} to node3 works, but UDP 18472 (the echo probe) does not: "
+                                  f"{sender}'s echo datagrams reach node3's network interface intact (9 captured), "
+                                  "then node3's own firewall drops them: ")
+        assert "`iptables -t filter -A INPUT -j REJECT --reject-with icmp-host-prohibited`" in message
+        assert "a firewalld ruleset (zone public)" in message
+        assert f"{sender} got 6 ICMP host prohibited from node3 for udp/18472" in message
+        assert "firewall-cmd --zone=<zone> --add-port=18472/udp" in results[pair].remediation()
+
+
+def test_an_echo_probe_that_never_reaches_the_receiver_is_blamed_on_the_way():
+    """The same evidence with node3's capture showing no echo datagram: it died before node3's NIC."""
+    run = RunData.load(FIXTURES / "firewall-firewalld-vxlan-only-node3.json")
+    for evidence in run.mesh.values():
+        evidence.captured.by_dport.pop(18472, None)
+    result = diagnose(run, "node1", "node3")
+    assert result.codes == ("PROBE_PORT_BLOCKED",)
+    assert result.message.endswith(": node1's echo datagrams never reach node3's network interface (a firewall or "
+                                   "security group on the way)")
+
+
+def test_the_underlay_mtu_code_says_why_the_reverse_direction_may_pass():
+    what = catalog.info("UNDERLAY_MTU_TOO_SMALL").what
+    assert "Only the direction into {peer} fails" in what and "{peer}->{node} may pass" in what

@@ -84,3 +84,13 @@ def test_capture_keeps_probe_bytes_only():
     result = capture.result()
     assert result["count"] == 4  # counted
     assert [bytes.fromhex(f["hex"]) for f in result["frames"]] == [probe[:160]]  # only the probe kept
+
+
+def test_a_node_without_rules_is_listed_and_one_without_the_tools_is_not(monkeypatch):
+    """An empty ruleset (iptables-save and nft answer, with nothing) is read; only absent tools are not."""
+    agent = agent_module()
+    for answer, listed in (("", True), (None, False)):
+        monkeypatch.setattr(agent, "read_command", lambda argv, answer=answer: answer)
+        path = agent.ReceivePath(None, "eth0")
+        result = path.result()
+        assert result["netfilter_listed"] is listed and result["netfilter_delta"] == []
