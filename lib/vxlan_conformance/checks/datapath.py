@@ -416,6 +416,11 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
         return (("ROUTE_MISSING",), f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
     if not plan.vxlan:  # DirectRouting: no FDB or neighbour entry to blame
         return unexplained
+    adv = run.view.get(y)
+    if peer.mac is None and adv is not None and adv.problem:  # y's own problem, named on y's pairs too
+        return (("VTEP_MAC_MISMATCH",),
+                f"{way} cannot be addressed: {y} advertises no usable VtepMAC ({adv.problem}), so {x} has no "
+                f"FDB or neighbour entry to send them with")
     dsts = {e.dst for e in facts.fdb_for(peer.mac)}
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"

@@ -120,18 +120,23 @@ def match_hosts(advertised: Sequence[Advertised], hosts: Mapping[str, str],
 
     `hosts` maps inventory host name -> node address; `vtep_ips` maps host -> the address on its VXLAN
     device. Leases carry no node name, and a lease with a wrong PublicIP (seed 001) matches no address,
-    so it is found by its subnet: flannel puts <subnet>.0 on the node's device.
+    so it is found by its subnet: flannel puts <subnet>.0 on the node's device. Nodes that share one
+    public IP share one lease (flannel's etcd subnet manager reuses the lease whose PublicIP is its own,
+    subnet/etcd/local_manager.go tryAcquireLease): every node holding its subnet gets that lease.
     """
     by_address = {address: name for name, address in hosts.items()}
-    by_vtep = {ip: name for name, ip in (vtep_ips or {}).items() if ip}
+    by_vtep: dict[str, list[str]] = {}
+    for name, ip in (vtep_ips or {}).items():
+        if ip:
+            by_vtep.setdefault(ip, []).append(name)
     matched: dict[str, Advertised] = {}
     for adv in advertised:
-        candidates = [adv.node_name if adv.node_name in hosts else None,
-                      by_address.get(adv.internal_ip or ""), by_address.get(adv.public_ip or ""),
-                      by_vtep.get(adv.vtep_ip or "")]
-        host = next((c for c in candidates if c is not None), None)
-        if host is not None and host not in matched:
-            matched[host] = Advertised(**{**adv.to_dict(), "host": host})
+        direct = [adv.node_name if adv.node_name in hosts else None, by_address.get(adv.internal_ip or ""),
+                  by_address.get(adv.public_ip or "")]
+        host = next((c for c in direct if c is not None), None)
+        for holder in [host] if host is not None else by_vtep.get(adv.vtep_ip or "", []):
+            if holder not in matched:
+                matched[holder] = Advertised(**{**adv.to_dict(), "host": holder})
     return matched
 
 

@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
     up.add_argument("--flanneld", default=None, metavar="VERSION|PATH",
                     help="run real upstream flanneld (v0.20.2: etcd v3; v0.12.0: etcd v2) in every node")
+    up.add_argument("--etcd-prefix", default=None, metavar="KEY",
+                    help="real flanneld's --etcd-prefix (default /coreos.com/network); the inventory says it")
+    up.add_argument("--public-ip-overwrite", action="append", default=[], metavar="NODE",
+                    help="real flanneld: NODE's public IP is a second address, as the "
+                         "flannel.alpha.coreos.com/public-ip-overwrite annotation sets it")
+    up.add_argument("--direct-routing", action="store_true",
+                    help="real flanneld with DirectRouting over two routed underlay subnets")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -62,7 +69,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         inventory = str(Path(args.inventory).resolve()) if args.inventory else None
         state = lab.up(nodes=args.nodes, preset=args.preset, port=args.port, faults=args.fault,
-                       inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld)
+                       inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
+                       etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
+                       direct_routing=args.direct_routing)
         print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
               f"port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":

@@ -25,6 +25,7 @@ def render(state: LabState) -> str:
         "    vxlan_host_key_policy: strict",
         f"    vxlan_known_hosts: {state.known_hosts_path}",
         f"    vxlan_probe_port: {PROBE_PORT}",
+        *([f"    vxlan_etcd_prefix: {state.flannel_prefix}"] if state.flannel_prefix else []),
         "  hosts:",
         *(f"    {n.name}: {{ansible_host: {n.address}, ip: {n.address}}}" for n in state.nodes),
         "  children:",

@@ -49,6 +49,8 @@ def node_list(state: LabState, want: Desired) -> dict:
                            "flannel.alpha.coreos.com/backend-type": "vxlan",
                            "flannel.alpha.coreos.com/kube-subnet-manager": "true",
                            "flannel.alpha.coreos.com/public-ip": public}
+            if node.name in state.public_ip_overwrite:  # set by the operator; flannel then advertises it
+                annotations["flannel.alpha.coreos.com/public-ip-overwrite"] = state.public_ip_overwrite[node.name]
         labels = {"kubernetes.io/arch": arch, "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}
         if index == 0:
             labels["node-role.kubernetes.io/control-plane"] = ""

@@ -43,7 +43,8 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------------------
     def up(self, nodes: int = 4, preset: str = "flannel", port: int | None = None,
            faults: Sequence[str] = (), inventory_path: str | None = None,
-           cluster_view: str = "kubectl", flanneld: str | None = None) -> LabState:
+           cluster_view: str = "kubectl", flanneld: str | None = None, etcd_prefix: str | None = None,
+           public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False) -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -55,16 +56,20 @@ class Lab:
         if flanneld and preset != "flannel":
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
         flanneld_path = real_flannel.binary(flanneld) if flanneld else ""
+        real_flannel.check_options(bool(flanneld), nodes, etcd_prefix, public_ip_overwrite, direct_routing)
         if port is not None and not 1 <= port <= 65535:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
         parsed = [parse(spec, names) for spec in faults]
         check_preset(parsed, chosen.name)
+        if flanneld:
+            real_flannel.check_faults(parsed)
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
             if flanneld_path:
                 state.flanneld, state.flanneld_version = flanneld_path, real_flannel.version_of(flanneld_path)
+                real_flannel.set_options(state, etcd_prefix, public_ip_overwrite, direct_routing)
             try:
                 self._build(state, parsed)
             except BaseException:
@@ -227,6 +232,8 @@ class Lab:
     def _apply(self, state: LabState, wanted: list[Fault], previous: list[Fault],
                fresh: bool | None) -> None:
         """Program the desired state; fresh=None: the VXLAN devices already hold it (just built, or unchanged)."""
+        if state.flanneld:
+            fresh = _real_fresh(state, wanted, previous, fresh)
         want = desired(state.instance, state.nodes, wanted)
         node_files.check(want)
         if fresh is not None:
@@ -311,6 +318,17 @@ def overlay_of(want: Desired) -> tuple:
     """What overlay.program puts on the VXLAN device of each node."""
     return (want.macs, want.locals, want.fdb, want.mtu, want.nat_on_lo, want.ports, want.underlay_mtu,
             want.missing_routes, want.missing_tunnel)
+
+
+def _real_fresh(state: LabState, wanted: list[Fault], previous: list[Fault], fresh: bool | None) -> None:
+    """With real flanneld the daemon owns the VXLAN devices: faults outside them can come and go on a
+    running lab; one that changes what flanneld programs needs a new `up --fault` (it acts before
+    flanneld starts, as in the field)."""
+    if fresh is not None and overlay_of(desired(state.instance, state.nodes, wanted)) != overlay_of(
+            desired(state.instance, state.nodes, previous)):
+        raise LabError("with real flanneld, faults that change the VXLAN devices (dup-vtep-mac, wrong-public-ip, "
+                       "FDB, MTU, port) are made at start: run `lab up --flanneld ... --fault SPEC`")
+    return None
 
 
 def preflight() -> None:

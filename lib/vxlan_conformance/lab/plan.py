@@ -146,6 +146,12 @@ def nat_address(instance: int) -> str:
     return f"198.19.{instance}.15"
 
 
+def overwrite_address(instance: int, index: int) -> str:
+    """node `index`'s second underlay address, the one its public-ip-overwrite annotation names (above
+    MAX_NODES, below STALE_OFFSET: no node holds it)."""
+    return str(underlay(instance).network_address + MAX_NODES + 50 + index)
+
+
 def stale_address(instance: int) -> str:
     return str(underlay(instance).network_address + STALE_OFFSET)
 

@@ -21,18 +21,21 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
+from . import direct_routing as routed_underlay
 from . import plan
 from .errors import LabError
-from .faults import Desired
+from .faults import Desired, Fault
 from .overlay import base_lines
 from .run import proc_start, run, run_many
 from .state import LabNode, LabState
@@ -42,6 +45,9 @@ CACHE = Path("/usr/local/lib/flannel")
 PREFIX = "/coreos.com/network"
 STAGGER_S = 0.3
 CONVERGE_S = 20.0
+PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+/?$")
+MAX_OVERWRITE_NODES = 50
+IMITATION_ONLY = {"stale-fdb", "missing-fdb", "mtu", "vxlan-port", "underlay-mtu"}
 
 
 def build_script() -> Path:
@@ -123,6 +129,42 @@ def leases(endpoint: str, v2: bool, prefix: str = PREFIX) -> dict[str, dict]:
     return found
 
 
+def check_options(real: bool, nodes: int, etcd_prefix: str | None, overwrite: Sequence[str],
+                  direct_routing: bool) -> None:
+    """The flannel options of `lab up` need real flanneld, and name lab nodes."""
+    if not real and (etcd_prefix or overwrite or direct_routing):
+        raise LabError("--etcd-prefix, --public-ip-overwrite and --direct-routing configure real flanneld: "
+                       "add --flanneld VERSION|PATH")
+    if etcd_prefix is not None and not PREFIX_RE.match(etcd_prefix):
+        raise LabError(f"--etcd-prefix {etcd_prefix!r}: use an absolute etcd key like /example.com/network")
+    names = {plan.node_name(i) for i in range(1, nodes + 1)}
+    for name in overwrite:
+        if name not in names:
+            raise LabError(f"--public-ip-overwrite {name!r}: this lab has node1..node{nodes}")
+    if overwrite and nodes > MAX_OVERWRITE_NODES:
+        raise LabError(f"--public-ip-overwrite: the address plan has room for {MAX_OVERWRITE_NODES} nodes")
+    if direct_routing and nodes < 4:
+        raise LabError("--direct-routing needs 4 nodes or more (two on each underlay subnet)")
+
+
+def check_faults(faults: list[Fault]) -> None:
+    """Faults real flanneld can be given: those acting before it starts (a pre-created flannel.1, the NAT
+    address) or outside its devices; the imitation's hand-made FDB, MTU and port changes are not."""
+    for fault in faults:
+        if fault.name in IMITATION_ONLY:
+            raise LabError(f"fault {fault.name!r} edits what the imitation programs; with --flanneld use "
+                           f"another fault (not {', '.join(sorted(IMITATION_ONLY))})")
+
+
+def set_options(state: LabState, etcd_prefix: str | None, overwrite: Sequence[str], direct_routing: bool) -> None:
+    state.flannel_prefix = (etcd_prefix or "").rstrip("/")
+    state.public_ip_overwrite = {name: plan.overwrite_address(state.instance, plan.node_index(name))
+                                 for name in overwrite}
+    state.direct_routing = direct_routing
+    if direct_routing:  # two underlay subnets: the nodes' addresses change before anything is built
+        routed_underlay.readdress(state)
+
+
 def precreate(node: LabNode, device: str, mac: str, vni: int, port: int, local: str) -> None:
     """A flannel.1 that exists before flanneld starts (cloned VM, seed 000): flanneld keeps it and its MAC
     (backend/vxlan/device.go ensureLink: MAC and learning are not compared)."""
@@ -130,16 +172,34 @@ def precreate(node: LabNode, device: str, mac: str, vni: int, port: int, local: 
          "local", local, "dev", "eth0", "dstport", str(port), "nolearning"], what=f"pre-creating {device}")
 
 
-def start(state: LabState, node: LabNode, path: str, endpoint: str, public_ip: str | None) -> subprocess.Popen:
+def start(state: LabState, node: LabNode, path: str, endpoint: str, iface: str = "eth0",
+          public_ip: str | None = None) -> subprocess.Popen:
+    """flanneld in the node's netns; `iface` an interface or an address (main.go lookupExtIface: the
+    interface holding it, and that address as the VXLAN local and the public IP)."""
     directory = state.state_dir / "flanneld" / node.name
     directory.mkdir(parents=True, exist_ok=True)
-    argv = ["ip", "netns", "exec", node.netns, path, f"--etcd-endpoints={endpoint}", f"--etcd-prefix={PREFIX}",
-            "--iface=eth0", f"--subnet-file={directory / 'subnet.env'}", "--ip-masq=false", "-v=2"]
+    argv = ["ip", "netns", "exec", node.netns, path, f"--etcd-endpoints={endpoint}",
+            f"--etcd-prefix={state.flannel_prefix or PREFIX}", f"--iface={iface}",
+            f"--subnet-file={subnet_file(state, node)}", "--ip-masq=false", "-v=2"]
     if public_ip:
         argv.append(f"--public-ip={public_ip}")
     with open(directory / "flanneld.log", "ab") as log:  # a file: flanneld outlives the CLI
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+
+
+def subnet_file(state: LabState, node: LabNode) -> Path:
+    return state.state_dir / "flanneld" / node.name / "subnet.env"
+
+
+def wait_subnet_files(state: LabState, timeout: float = CONVERGE_S) -> list[str]:
+    """Nodes whose flanneld has not written its subnet file (it does once its lease and device exist)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [n.name for n in state.nodes if not subnet_file(state, n).is_file()]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.1)
 
 
 def peer_routes(node: LabNode) -> int:
@@ -173,50 +233,94 @@ def adopt(state: LabState, want: Desired, found: dict[str, dict]) -> None:
 
 
 def program_base(state: LabState) -> None:
-    """eth0 up with its address and static underlay ARP (overlay.base_lines), and nothing of the overlay."""
+    """eth0 up with its address and static underlay ARP (overlay.base_lines, or the routed underlay of
+    --direct-routing), and nothing of the overlay."""
+    if state.direct_routing:
+        routed_underlay.program_base(state)
+        return
     run_many([(["ip", "-n", n.netns, "-batch", "-"], "\n".join(base_lines(state.instance, n, state.nodes)) + "\n",
                f"programming {n.name}") for n in state.nodes], timeout=60)
 
 
+def flanneld_address(state: LabState, want: Desired, node: LabNode) -> tuple[str, str | None]:
+    """(--iface, --public-ip) of one node's flanneld. wrong-public-ip (seed 001): flanneld took the NAT
+    NIC, so the NAT address is both its VXLAN local and its public IP; public-ip-overwrite: the address
+    the operator annotated, which kube mode publishes as the node's public-ip (subnet/kube/kube.go
+    AcquireLease), so peers send to it while the VXLAN local stays eth0's; in etcd mode, as here, that is
+    --public-ip (the lease's PublicIP)."""
+    nat = plan.nat_address(state.instance)
+    if want.nat_on_lo and want.locals[node.name] == nat:
+        return nat, None
+    return "eth0", state.public_ip_overwrite.get(node.name)
+
+
+def add_addresses(state: LabState, want: Desired) -> None:
+    """Seed 001's NAT NIC: every Vagrant VM has the same address (on lo here), and on the nodes whose
+    flanneld picked it, it is on the NIC flanneld uses (eth0, so flannel.1's MTU is eth0's - 50). An
+    overwritten public IP: a second address on the node's eth0 that peers reach."""
+    nat = plan.nat_address(state.instance)
+    for node in state.nodes:
+        iface, public = flanneld_address(state, want, node)
+        if want.nat_on_lo:
+            dev = "eth0" if iface == nat else "lo"
+            run(["ip", "-n", node.netns, "address", "add", f"{nat}/32", "dev", dev], what="adding the NAT address")
+        if public:
+            run(["ip", "-n", node.netns, "address", "add", f"{public}/32", "dev", "eth0"],
+                what=f"adding {node.name}'s overwritten public IP")
+
+
 def bring_up(state: LabState, want: Desired) -> list[subprocess.Popen]:
     """Config into etcd, faults that act before flanneld starts, flanneld on every node (staggered), then
-    wait until every node programmed every peer, restarting a node that missed some (v0.20.2 watch race)."""
+    wait until every node wrote its subnet file and programmed every peer, restarting a node that missed
+    some (v0.20.2 watch race)."""
     v2 = uses_v2(state.flanneld_version)
     endpoint = state.etcd_endpoint
-    write_config(endpoint, {"Type": "vxlan", "VNI": state.vni, "Port": state.port}, v2)
-    nat = plan.nat_address(state.instance) if want.nat_on_lo else None
+    write_config(endpoint, backend_config(state), v2, state.flannel_prefix or PREFIX)
+    add_addresses(state, want)
     for node in state.nodes:
-        if nat:  # seed 001: the NAT address on every node, and flanneld told to use it
-            run(["ip", "-n", node.netns, "address", "add", f"{nat}/32", "dev", "lo"], what="adding the NAT address")
         shared = sum(1 for mac in want.macs.values() if mac == want.macs[node.name]) > 1
         if shared or want.macs[node.name] != node.base_mac:  # seed 000: cloned VMs' flannel.1 exists already
             precreate(node, state.device, want.macs[node.name], state.vni, state.port, node.address)
+    flags = {n.name: flanneld_address(state, want, n) for n in state.nodes}
     procs: dict[str, subprocess.Popen] = {}
     for index, node in enumerate(state.nodes):
         if index:
             time.sleep(STAGGER_S)
-        procs[node.name] = start(state, node, state.flanneld, endpoint, nat)
-    # with one shared public IP every node reuses the same lease (subnet manager: lease found by
-    # PublicIP), so there are no peers to program; otherwise every node has a route per peer
-    expected = {n.name: 0 if nat else len(state.nodes) - 1 for n in state.nodes}
+        procs[node.name] = start(state, node, state.flanneld, endpoint, *flags[node.name])
+    # one lease per public IP (the subnet manager reuses a lease whose PublicIP is its own, so nodes
+    # sharing the NAT address share one lease): a route per other lease
+    public = {n.name: flags[n.name][1] or (flags[n.name][0] if flags[n.name][0] != "eth0" else n.address)
+              for n in state.nodes}
+    expected = {n.name: len({p for name, p in public.items() if p != public[n.name]}) for n in state.nodes}
+    unwritten = wait_subnet_files(state)
     missing = wait_programmed(state.nodes, expected, timeout=5.0)
     for name in missing:  # restart one at a time: it re-reads every lease at start
         node = state.node(name)
         procs[name].terminate()
         procs[name].wait(timeout=10)
-        procs[name] = start(state, node, state.flanneld, endpoint, nat)
+        procs[name] = start(state, node, state.flanneld, endpoint, *flags[name])
         time.sleep(STAGGER_S)
     missing = wait_programmed(state.nodes, expected)
     dead = [name for name, p in procs.items() if p.poll() is not None]
     state.flanneld_pids = {name: [p.pid, proc_start(p.pid)] for name, p in procs.items()}
-    if missing or dead:
+    if missing or dead or unwritten:
         logs = state.state_dir / "flanneld"
         raise LabError(f"real flanneld did not program every peer (missing: {', '.join(missing) or '-'}; "
-                       f"exited: {', '.join(dead) or '-'}); logs in {logs}")
+                       f"no subnet file: {', '.join(unwritten) or '-'}; exited: {', '.join(dead) or '-'}); "
+                       f"logs in {logs}")
     return list(procs.values())
+
+
+def backend_config(state: LabState) -> dict:
+    """The Backend object of flannel's network config (backend/vxlan/vxlan.go reads VNI, Port,
+    DirectRouting)."""
+    backend: dict = {"Type": "vxlan", "VNI": state.vni, "Port": state.port}
+    if state.direct_routing:
+        backend["DirectRouting"] = True
+    return backend
 
 
 def merge(state: LabState, want: Desired) -> None:
     """The faults' Desired with what flanneld made: each node's real MAC, subnet and advertised address."""
-    found = leases(state.etcd_endpoint, uses_v2(state.flanneld_version))
+    found = leases(state.etcd_endpoint, uses_v2(state.flanneld_version), state.flannel_prefix or PREFIX)
     adopt(state, want, found)

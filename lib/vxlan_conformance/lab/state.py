@@ -44,6 +44,9 @@ class LabState:
     flanneld: str = ""  # real flanneld binary (lab up --flanneld); "" = the imitation programs the nodes
     flanneld_version: str = ""
     flanneld_pids: dict[str, list] = field(default_factory=dict)  # node -> [pid, /proc start time]
+    flannel_prefix: str = ""  # flannel's --etcd-prefix when not the default (lab up --etcd-prefix)
+    public_ip_overwrite: dict[str, str] = field(default_factory=dict)  # node -> annotated public IP
+    direct_routing: bool = False  # flannel's DirectRouting over two routed underlay subnets
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:

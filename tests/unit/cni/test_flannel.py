@@ -211,3 +211,14 @@ def test_public_ip_overwrite_is_what_the_pair_diagnosis_expects():
     assert datapath.source_cause(run, "hfl-n3", ("198.18.5.15",))[0] == ("PUBLIC_IP_MISMATCH",)
     # n1's FDB sends n3's frames to n3's address: nothing to blame on the overwrite
     assert datapath.config_cause(run, "hfl-n1", "hfl-n3")[0] == ("OVERLAY_UNREACHABLE",)
+
+
+def test_a_pair_broken_by_null_backend_data_blames_the_peers_advertisement():
+    """Real flanneld v0.20.2 deletes its neighbour entry for a lease whose backend data is null (AddFDB fails
+    on the empty MAC, vxlan_network.go handleSubnetEvents then DelARP): the broken pair names the node's
+    own problem, not a missing FDB entry for a MAC nobody advertises."""
+    run = _direct_run({"Backend": {"Type": "vxlan"}})
+    run.view["hfl-n3"] = Advertised("w3", "kubectl", None, "198.18.176.3", pod_cidr="100.64.96.0/24",
+                                    vtep_ip="100.64.96.0", host="hfl-n3", problem="backend-data is null")
+    codes, message = datapath.config_cause(run, "hfl-n1", "hfl-n3")
+    assert codes == ("VTEP_MAC_MISMATCH",) and "backend-data is null" in message

@@ -101,3 +101,20 @@ def test_fetch_names_missing_tool_and_failure():
         cv.fetch("kubectl", lambda cmd: (127, "", "sh: kubectl: not found"), cni=FLANNEL, where="node1")
     with pytest.raises(cv.ViewError, match=r"etcd1: .*failed \(exit 1\): Error: context deadline exceeded"):
         cv.fetch("etcd", lambda cmd: (1, "", "Error: context deadline exceeded\nmore"), cni=FLANNEL, where="etcd1")
+
+
+def test_a_lease_shared_by_nodes_on_one_public_ip_is_every_holders():
+    """Seed 001 on real flanneld in etcd mode: node2 and node3 both advertise the NAT address, so both
+    took the one lease whose PublicIP it is; each holds its subnet's .0 and gets that lease."""
+    text = json.dumps({"kvs": [
+        _kv("/coreos.com/network/subnets/100.64.1.0-24",
+            {"PublicIP": "198.18.0.1", "BackendType": "vxlan", "BackendData": {"VtepMAC": "0a:00:00:00:00:01"}}),
+        _kv("/coreos.com/network/subnets/100.64.9.0-24",
+            {"PublicIP": "198.19.0.15", "BackendType": "vxlan", "BackendData": {"VtepMAC": "0a:00:00:00:00:03"}}),
+    ]})
+    matched = cv.match_hosts(cv.parse_etcd_leases(text),
+                             {"node1": "198.18.0.1", "node2": "198.18.0.2", "node3": "198.18.0.3"},
+                             {"node1": "100.64.1.0", "node2": "100.64.9.0", "node3": "100.64.9.0"})
+    assert {host: adv.pod_cidr for host, adv in matched.items()} == {
+        "node1": "100.64.1.0/24", "node2": "100.64.9.0/24", "node3": "100.64.9.0/24"}
+    assert matched["node2"].host == "node2" and matched["node3"].host == "node3"
