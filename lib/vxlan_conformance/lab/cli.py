@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import faults, plan
+from . import faults, plan, subnets
 from .errors import LabError
 from .lab import Lab, preflight
 
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
     up.add_argument("--flanneld", default=None, metavar="VERSION|PATH",
                     help="run real upstream flanneld (v0.20.2: etcd v3; v0.12.0: etcd v2) in every node")
+    up.add_argument("--underlay-subnets", type=int, default=1, metavar="N",
+                    help="nodes alternate over N (1 or 2) underlay subnets joined by a router namespace")
+    up.add_argument("--vxlan-mode", choices=list(subnets.VXLAN_MODES), default="Always",
+                    help="calico: the IPPool's vxlanMode (CrossSubnet: same-subnet peers routed without VXLAN)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -62,7 +66,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         inventory = str(Path(args.inventory).resolve()) if args.inventory else None
         state = lab.up(nodes=args.nodes, preset=args.preset, port=args.port, faults=args.fault,
-                       inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld)
+                       inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
+                       underlay_subnets=args.underlay_subnets, vxlan_mode=args.vxlan_mode)
         print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
               f"port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":

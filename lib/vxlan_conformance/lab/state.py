@@ -44,6 +44,8 @@ class LabState:
     flanneld: str = ""  # real flanneld binary (lab up --flanneld); "" = the imitation programs the nodes
     flanneld_version: str = ""
     flanneld_pids: dict[str, list] = field(default_factory=dict)  # node -> [pid, /proc start time]
+    underlay_subnets: int = 1  # lab up --underlay-subnets: nodes on this many routed subnets (subnets.py)
+    vxlan_mode: str = "Always"  # calico: the IPPool's vxlanMode (lab up --vxlan-mode)
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:
