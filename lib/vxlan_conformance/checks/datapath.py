@@ -74,13 +74,14 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     if evidence.errors and not evidence.probed:
         return CheckResult(subject, ("MESH_FAILED",), "; ".join(evidence.errors), values=values)
     text = describe(run, a, b)
-    answered = evidence.answered
+    # a direct pair's traffic is the overlay ping alone: the raw VXLAN frame tests a path it does not use
+    answered = evidence.answered or (evidence.overlay_ping.reply_seen and direct_pair(run, a, b))
     if answered and (cause := underlay_mtu_cause(run, a, b)) and not (
             evidence.udp_echo.ok and evidence.df_probe.reply_seen):
         return CheckResult(subject, cause[0], cause[1], evidence=text, values={**values, "mtu": cause[2]})
     if answered and evidence.udp_echo.ok:
         if evidence.df_probe.reply_seen:
-            return CheckResult(subject, evidence=text)
+            return CheckResult(subject, evidence=text, note=direct_note(run, a, b))
         size = evidence.df_probe.size
         return CheckResult(subject, ("MTU_MISMATCH",),
                            f"{a} reaches {b} over the overlay, but not with a {size}-byte packet that may "
@@ -107,6 +108,8 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
     evidence = run.mesh.get(f"{a}->{b}")
     if seen is None or evidence is None or not seen.captured:
         return None
+    if direct_pair(run, a, b):
+        return direct_cause(run, a, b)
     port = run.overlay["port"]
     if seen.bad_csum:
         facts = run.facts.get(a)
@@ -129,6 +132,36 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
     if (evidence.overlay_ping.sent or evidence.overlay_ping.error) and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
+
+
+def direct_pair(run: RunData, a: str, b: str) -> bool:
+    """A reaches B's pods without the VXLAN device (Calico CrossSubnet, same subnet: felix's no-encap
+    routes; flannel DirectRouting): the plan says so, or every route it expects leaves on another device."""
+    plan = cni.of_run(run).peer_plan(run, a, b)
+    return not plan.vxlan or (bool(plan.routes) and all(r.dev != run.overlay["device"] for r in plan.routes))
+
+
+def direct_note(run: RunData, a: str, b: str) -> str:
+    if not direct_pair(run, a, b):
+        return ""
+    dev = ", ".join(sorted({r.dev for r in cni.of_run(run).peer_plan(run, a, b).routes})) or "the underlay"
+    return (f"{a}->{b} is a direct pair, not VXLAN: {a} routes {b}'s pods on {dev}, so the overlay ping crossed "
+            f"the underlay unencapsulated")
+
+
+def direct_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """A direct pair whose overlay ping is lost: no VXLAN on its way, so no VXLAN cause; A's routes, B's
+    routes back (then B->A names it), else the underlay between them."""
+    evidence = run.mesh[f"{a}->{b}"]
+    if evidence.overlay_ping.reply_seen or not (evidence.overlay_ping.sent or evidence.overlay_ping.error):
+        return None
+    if cause := route_cause(run, a, b):
+        return cause
+    if direct_pair(run, b, a) and route_cause(run, b, a):  # B's answers have no way back: B->A says why
+        return None
+    return (("OVERLAY_UNREACHABLE",),
+            f"{a}'s packets for {b}'s pods go directly (no VXLAN) and never reach {b}, and {a}'s routes to them "
+            "look right: the underlay between them drops them")
 
 
 def port_cause(run: RunData, a: str, b: str) -> Cause | None:
@@ -306,7 +339,7 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
         return (("NEIGH_WRONG_MAC",),
                 f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "
                 f"not {peer.mac}")
-    return unexplained
+    return route_cause(run, x, y) or unexplained
 
 
 def routed_cause(run: RunData, x: str, y: str) -> Cause:
@@ -316,12 +349,8 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
     plan = model.peer_plan(run, x, y)
     facts = run.facts.get(x)
     way = f"{x}'s overlay packets for {y}"
-    if facts is not None:
-        for want in plan.routes:
-            routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
-            if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
-                return (("ROUTE_MISSING",),
-                        f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    if cause := route_cause(run, x, y):
+        return cause
     peer = model.vtep(run, y)
     address = run.addresses[y]
     if plan.tunnel is not None and facts is not None:
@@ -335,6 +364,19 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
                 f"{way} are tunnelled to {peer.public_ip}, the address {y} advertises, not to its address {address}")
     return (("OVERLAY_UNREACHABLE",),
             f"{way} never reach {y}, and {x}'s route to {y}'s pod CIDR looks right; {plan.note}")
+
+
+def route_cause(run: RunData, x: str, y: str) -> Cause | None:
+    """A route x must hold for y's pods (cni peer_plan) that x lacks."""
+    facts = run.facts.get(x)
+    if facts is None:
+        return None
+    for want in cni.of_run(run).peer_plan(run, x, y).routes:
+        routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
+        if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
+            return (("ROUTE_MISSING",),
+                    f"{x}'s overlay packets for {y} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    return None
 
 
 def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | None:
