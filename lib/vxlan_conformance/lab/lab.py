@@ -55,7 +55,7 @@ class Lab:
             raise LabError("cluster view etcd holds flannel leases: use it with --preset flannel")
         if flanneld and preset != "flannel":
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
-        subnets.check(underlay_subnets, preset, vxlan_mode, nodes)
+        subnets.check(underlay_subnets, preset, vxlan_mode, nodes, bool(flanneld))
         flanneld_path = real_flannel.binary(flanneld) if flanneld else ""
         if port is not None and not 1 <= port <= 65535:
             raise LabError(f"port {port} out of range: use 1..65535")

@@ -23,7 +23,7 @@ MAX_NODES_SPLIT = 4000  # a /20 holds 4094 hosts; the top ones are the root's an
 VXLAN_MODES = ("Always", "CrossSubnet")
 
 
-def check(count: int, preset: str, vxlan_mode: str, nodes: int) -> None:
+def check(count: int, preset: str, vxlan_mode: str, nodes: int, flanneld: bool = False) -> None:
     """One-line errors for combinations the lab cannot build."""
     if not 1 <= count <= MAX_SUBNETS:
         raise LabError(f"--underlay-subnets {count}: use 1 or {MAX_SUBNETS}")
@@ -33,6 +33,8 @@ def check(count: int, preset: str, vxlan_mode: str, nodes: int) -> None:
         raise LabError(f"--vxlan-mode {vxlan_mode} is Calico's IPPool vxlanMode: use it with --preset calico")
     if count > 1 and preset == "cilium":
         raise LabError("--underlay-subnets 2 is not built for the cilium preset: use flannel or calico")
+    if count > 1 and flanneld:
+        raise LabError("--underlay-subnets 2 is not built for --flanneld: use the lab's own flannel or calico")
     if count > 1 and nodes > MAX_NODES_SPLIT:
         raise LabError(f"{nodes} nodes on {count} subnets: a /{SUBNET_PREFIX} holds at most {MAX_NODES_SPLIT}")
 

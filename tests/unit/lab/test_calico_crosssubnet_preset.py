@@ -98,6 +98,14 @@ def test_bad_combinations_are_one_line_errors(count, preset, mode, message):
         subnets.check(count, preset, mode, 4)
 
 
+def test_two_subnets_are_not_built_for_real_flanneld_or_more_than_a_20_holds():
+    with pytest.raises(LabError, match="not built for --flanneld"):
+        subnets.check(2, "flannel", "Always", 4, flanneld=True)
+    with pytest.raises(LabError, match="at most 4000"):
+        subnets.check(2, "calico", "CrossSubnet", 4001)
+    subnets.check(2, "flannel", "Always", 4000)
+
+
 def test_kubectl_stand_in_answers_crosssubnet_pool_and_subnet_cidrs(tmp_path: Path):
     lab = nodes()
     state = LabState(instance=INSTANCE, preset="calico", device=DEVICE, port=4789, vni=4096, nodes=lab,
