@@ -135,10 +135,12 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
 
 
 def direct_pair(run: RunData, a: str, b: str) -> bool:
-    """A reaches B's pods without the VXLAN device (Calico CrossSubnet, same subnet: felix's no-encap
-    routes; flannel DirectRouting): the plan says so, or every route it expects leaves on another device."""
-    plan = cni.of_run(run).peer_plan(run, a, b)
-    return not plan.vxlan or (bool(plan.routes) and all(r.dev != run.overlay["device"] for r in plan.routes))
+    """A reaches B's pods without encapsulation (Calico CrossSubnet, same subnet: felix's no-encap routes;
+    flannel DirectRouting): the plan says so, or every route it expects goes via B's own node address."""
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    node_ips = {run.addresses[b], model.vtep(run, b).public_ip}
+    return not plan.vxlan or (bool(plan.routes) and all(r.via in node_ips for r in plan.routes))
 
 
 def direct_note(run: RunData, a: str, b: str) -> str:
