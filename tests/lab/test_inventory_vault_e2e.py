@@ -69,8 +69,18 @@ def test_wrong_vault_password_is_one_line_without_it(tmp_path):
                        workers="0")
     assert result.exit_code == 4
     line = error_line(result.output)
-    assert "vault" in line.lower()
+    assert "the vault password given does not decrypt it" in line, line
     assert "do-not-print-me" not in result.output and "not-the-vault-password" not in result.output
+
+
+def test_missing_vault_password_file_is_named(tmp_path):
+    folder, _ = vaulted_inventory(tmp_path, SMALL, {"ansible_user": "vaulted"})
+    missing = tmp_path / "no-such-pass"
+    result = run_suite(folder, tmp_path / "r", "--vault-password-file", str(missing), "suites/test_access.py",
+                       workers="0")
+    assert result.exit_code == 4
+    assert error_line(result.output) == (f"ERROR: {missing}: no such vault password file; "
+                                         "pass the file that holds the vault password")
 
 
 def test_suite_runs_on_a_vaulted_lab_inventory(lab_4, tmp_path):

@@ -110,3 +110,18 @@ def test_the_graph_sees_function_level_imports(module):
     """The test is not blind: datapath imports mesh.frames inside a function only."""
     targets = graph()[module]
     assert targets, module
+
+
+def test_only_the_plugin_imports_pytest():
+    """The checks and everything below them are plain functions of the run data: a unit test calls them
+    without pytest's machinery (a check that cannot judge raises NotApplicable, not pytest.skip)."""
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith(f"{ROOT}.plugin"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            wrong += [name for n in names if n.split(".")[0] in ("pytest", "_pytest")]
+    assert not wrong, sorted(set(wrong))

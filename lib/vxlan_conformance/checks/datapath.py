@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from vxlan_conformance import cni
 from vxlan_conformance.checks.registry import check
 from vxlan_conformance.model.evidence import EchoSize, PairEvidence, Probe
+from vxlan_conformance.model.facts import NodeFacts
 from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
@@ -60,8 +61,9 @@ def _bad_checksums(evidence: PairEvidence, vxlan_port: int) -> int:
 @check("datapath", "Datapath", "pair", codes=(
     "MESH_FAILED", "MTU_MISMATCH", "OUTER_CHECKSUM_BAD", "UDP_PORT_BLOCKED", "PROBE_PORT_BLOCKED",
     "OVERLAY_UNREACHABLE", "VTEP_MAC_DUPLICATE", "VTEP_MAC_MISMATCH", "FDB_MISSING", "FDB_WRONG_DST",
-    "NEIGH_WRONG_MAC", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING", "TUNNEL_MISSING",
-    "TUNNEL_WRONG_DST", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH", "UNDERLAY_MTU_TOO_SMALL", "RP_FILTER_DROP"))
+    "NEIGH_WRONG_MAC", "NEIGH_MISSING", "PUBLIC_IP_MISMATCH", "VTEP_LOCAL_MISMATCH", "ROUTE_MISSING",
+    "TUNNEL_MISSING", "TUNNEL_WRONG_DST", "HOST_FIREWALL_DROP", "VXLAN_PORT_MISMATCH", "UNDERLAY_MTU_TOO_SMALL",
+    "RP_FILTER_DROP", "VTEP_DOWN", "CONFIG_INCONSISTENT"))
 def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
@@ -89,10 +91,22 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            evidence=text, values={**values, "mtu": size})
     if cause := forward_cause(run, a, b):
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
+        if "VTEP_DOWN" in cause[0]:  # the remediation is for the node whose device is down
+            values["node"] = next(h for h in (a, b) if _down(run, h))
         return CheckResult(subject, cause[0], cause[1], evidence=text + extra, values=values)
     if not answered and (back := forward_cause(run, b, a)):
         return CheckResult(subject, evidence=text,
                            note=f"{b} received {a}'s probes intact; the answers are lost on {b}->{a}: {back[1]}")
+    sizes = evidence.udp_echo.per_size
+    lost = [size for size, echo in sizes.items() if not echo.replied]
+    replied = [int(size) for size, echo in sizes.items() if echo.replied]
+    if answered and lost and replied and min(map(int, lost)) > max(replied):  # the port is open, big ones die
+        return CheckResult(subject, ("MTU_MISMATCH",),
+                           f"{a} reaches {b} over the overlay and with small UDP echoes, but the "
+                           f"{', '.join(sorted(lost, key=int))}-byte echoes to udp/{values['probe_port']} are lost"
+                           f"{'' if evidence.df_probe.reply_seen else ' and so is the DF probe'}: a hop on the "
+                           "path between them takes smaller packets than the nodes' interfaces",
+                           evidence=text, values={**values, "mtu": evidence.df_probe.size})
     if answered:
         return CheckResult(subject, ("PROBE_PORT_BLOCKED",),
                            f"VXLAN from {a} to {b} works, but UDP {values['probe_port']} (the echo probe) does not",
@@ -124,6 +138,10 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
         return (("UDP_PORT_BLOCKED",),
                 f"{a}'s packets to {b}:{port}/udp never reach {b}'s network interface{nothing}: a firewall "
                 "or security group drops them on the way")
+    if cause := vni_cause(run, a, b):
+        return cause
+    if not evidence.answered and (down := _down(run, b)):
+        return down
     if not evidence.answered and (cause := receive_path_cause(run, a, b, seen)):
         return cause
     if seen.frame_requests and (cause := _acceptance_cause(run, a, b)):
@@ -185,6 +203,37 @@ def port_cause(run: RunData, a: str, b: str) -> Cause | None:
             f"{a}'s {device} sends its VXLAN packets for {b} to udp/{sending}, but {b}'s {device} listens on "
             f"udp/{listening}: {b}'s kernel has no socket there and drops them"
             + _joined(proof))
+
+
+def vni_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """A's device sends its VXLAN with another VNI than B's device takes: B's kernel finds no device for
+    that VNI and drops the packets silently (no counter, no ICMP). The runner's raw frames carry B's own VNI
+    and get in, but B's kernel answers with B's VNI, which A drops the same way."""
+    evidence = run.mesh[f"{a}->{b}"]
+    facts_a, facts_b = run.facts.get(a), run.facts.get(b)
+    if facts_a is None or facts_b is None or facts_a.device is None or facts_b.device is None:
+        return None
+    if facts_a.device.external or facts_b.device.external:  # flow-based (Cilium, Calico eBPF): VNI per packet
+        return None
+    sending, taking = facts_a.device.vni, facts_b.device.vni
+    if sending is None or taking is None or sending == taking or evidence.overlay_ping.reply_seen:
+        return None
+    seen = sorted(evidence.captured.vnis) if evidence.captured.available else []
+    device = run.overlay["device"]
+    return (("CONFIG_INCONSISTENT",),
+            f"{a}'s {device} sends its VXLAN packets for {b} with VNI {sending}, but {b}'s {device} takes VNI "
+            f"{taking}: {b}'s kernel has no device for VNI {sending} and drops them"
+            + _joined([f"{b}'s capture saw VNIs {', '.join(map(str, seen))} from {a}" if seen else ""]))
+
+
+def _down(run: RunData, host: str) -> Cause | None:
+    """The host's VXLAN device is down: the kernel closed its UDP socket and removed the routes through it,
+    so the host neither sends overlay packets nor takes any in (UdpNoPorts)."""
+    facts = run.facts.get(host)
+    if facts is None or facts.device is None or facts.device.up:
+        return None
+    return (("VTEP_DOWN",),
+            f"{host}'s {facts.device.name} is down: {host} sends no overlay packets and drops those that arrive")
 
 
 def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | None:
@@ -311,18 +360,27 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
 
 
 def config_cause(run: RunData, x: str, y: str) -> Cause:
-    """Why x's kernel does not send its overlay packets for y to y, from x's FDB and neighbour entries."""
-    if cni.of_run(run).not_applicable("peer-fdb", run):
+    """Why x's kernel does not send its overlay packets for y to y, in the order the kernel looks: x's
+    device, the route to y's pods, then the FDB entry and the neighbour entry for y's VTEP."""
+    if down := _down(run, x):
+        return down
+    model = cni.of_run(run)
+    if model.not_applicable("peer-fdb", run):
         return routed_cause(run, x, y)
     facts = run.facts.get(x)
-    peer = cni.of_run(run).vtep(run, y)
+    peer = model.vtep(run, y)
     address = run.addresses[y]
+    plan = model.peer_plan(run, x, y)
     unexplained = (("OVERLAY_UNREACHABLE",),
-                   f"{x}'s overlay packets for {y} never reach {y}, and {x}'s FDB and neighbour entries for "
-                   f"{y} look right")
+                   f"{x}'s overlay packets for {y} never reach {y}, and {x}'s route, FDB and neighbour entries "
+                   f"for {y} look right")
     if facts is None:
         return unexplained
     way = f"{x}'s overlay packets for {y}"
+    if want := _missing_route(facts, plan):
+        return (("ROUTE_MISSING",), f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
+    if not plan.vxlan:  # DirectRouting: no FDB or neighbour entry to blame
+        return unexplained
     dsts = {e.dst for e in facts.fdb_for(peer.mac)}
     if not dsts:
         return ("FDB_MISSING",), f"{way} have nowhere to go: no FDB entry for {y}'s VtepMAC {peer.mac}"
@@ -336,12 +394,27 @@ def config_cause(run: RunData, x: str, y: str) -> Cause:
             return (("PUBLIC_IP_MISMATCH",),
                     f"{way} go to {peer.public_ip}, the public IP {y} advertises, not to its address {address}")
         return ("FDB_WRONG_DST",), f"{way} go to {', '.join(sorted(dsts))}, not to {y}'s address {address}"
+    if plan.neigh is None:
+        return unexplained
     neigh = {(n.mac or "").lower() for n in facts.neighbours_of(peer.vtep_ip)}
+    if not neigh:
+        return (("NEIGH_MISSING",),
+                f"{way} cannot be addressed: {x} has no neighbour entry for {y}'s VTEP {peer.vtep_ip} "
+                "(the device does not learn, and nobody answers ARP for it)")
     if peer.mac not in neigh:
         return (("NEIGH_WRONG_MAC",),
-                f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh)) or 'nothing'}, "
+                f"{x} resolves {y}'s VTEP {peer.vtep_ip} to {', '.join(sorted(neigh))}, "
                 f"not {peer.mac}")
-    return route_cause(run, x, y) or unexplained
+    return unexplained
+
+
+def _missing_route(facts: NodeFacts, plan: cni.PeerPlan) -> cni.ExpectedRoute | None:
+    """The first route of the CNI's plan the node lacks (same test as the peer-route check)."""
+    for want in plan.routes:
+        routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
+        if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
+            return want
+    return None
 
 
 def routed_cause(run: RunData, x: str, y: str) -> Cause:
@@ -351,8 +424,8 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
     plan = model.peer_plan(run, x, y)
     facts = run.facts.get(x)
     way = f"{x}'s overlay packets for {y}"
-    if cause := route_cause(run, x, y):
-        return cause
+    if facts is not None and (want := _missing_route(facts, plan)):
+        return (("ROUTE_MISSING",), f"{way} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
     peer = model.vtep(run, y)
     address = run.addresses[y]
     if plan.tunnel is not None and facts is not None:
@@ -371,14 +444,10 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
 def route_cause(run: RunData, x: str, y: str) -> Cause | None:
     """A route x must hold for y's pods (cni peer_plan) that x lacks."""
     facts = run.facts.get(x)
-    if facts is None:
+    if facts is None or not (want := _missing_route(facts, cni.of_run(run).peer_plan(run, x, y))):
         return None
-    for want in cni.of_run(run).peer_plan(run, x, y).routes:
-        routes = facts.routes_to(ipaddress.ip_network(want.dst, strict=False))
-        if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
-            return (("ROUTE_MISSING",),
-                    f"{x}'s overlay packets for {y} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
-    return None
+    return (("ROUTE_MISSING",),
+            f"{x}'s overlay packets for {y} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
 
 
 def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | None:

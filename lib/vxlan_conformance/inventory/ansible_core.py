@@ -22,6 +22,16 @@ from vxlan_conformance.inventory.values import VarReader, is_secret, shown
 from vxlan_conformance.inventory.yaml_file import Vault
 
 VAULT_HINT = "pass --vault-password-file FILE or --ask-vault-pass"
+WRONG_VAULT_HINT = "the vault password given does not decrypt it; pass the right --vault-password-file"
+
+
+def _vault_hint(reason: str) -> str:
+    """What to do about a vault failure: no password given, or one that does not decrypt ("" if not vault)."""
+    if "vault" not in reason.lower():
+        return ""
+    return WRONG_VAULT_HINT if "decryption failed" in reason.lower() else VAULT_HINT
+
+
 _SSH_PLUGINS = {"ssh": "ssh", "paramiko": "paramiko_ssh", "paramiko_ssh": "paramiko_ssh"}
 _MAGIC = frozenset(("ansible_config_file", "ansible_facts", "ansible_playbook_python", "ansible_version",
                     "group_names", "groups", "inventory_dir", "inventory_file", "inventory_hostname",
@@ -144,7 +154,7 @@ class Reader:
             variables = self.variables.get_vars(host=host, include_hostvars=False)
         except self._AnsibleError as exc:
             reason = _reason(exc)
-            hint = VAULT_HINT if "vault" in reason.lower() else "fix the vars files"
+            hint = _vault_hint(reason) or "fix the vars files"
             raise InventoryError(f"{self.source}: Ansible cannot load the vars of host {name} ({reason}); "
                                  f"{hint}") from None
         templar = self._Templar(loader=self.loader, variables=variables)
@@ -156,7 +166,7 @@ class Reader:
                 reason = _reason(exc)
                 if is_secret(var):
                     reason = "no vault secret" if "vault" in reason.lower() else "template error"
-                hint = VAULT_HINT if "vault" in reason.lower() else "fix the value"
+                hint = _vault_hint(reason) or "fix the value"
                 raise InventoryError(f"{self.source}: {var}={shown(var, value)} for host {name} cannot be "
                                      f"rendered by Ansible ({reason}); {hint}") from None
 

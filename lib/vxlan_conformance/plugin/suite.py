@@ -100,6 +100,12 @@ def verdicts(request: pytest.FixtureRequest, results: list[CheckResult]) -> None
 
 def _unreachable_result(request: pytest.FixtureRequest, subject: str, host: str, reason: str) -> CheckResult:
     check, _ = check_and_subject(request.node.nodeid)
+    return unreachable_result(check, subject, host, reason)
+
+
+def unreachable_result(check: str, subject: str, host: str, reason: str) -> CheckResult:
+    """The result of a check's subject (a node, or a pair with that node) when `host` could not be reached:
+    the run-level code NODE_UNREACHABLE, declared by no check because no check runs for it."""
     return CheckResult(check=check, subject=subject, codes=("NODE_UNREACHABLE",),
                        message=f"{host} could not be reached: {reason}", values={"node": host})
 

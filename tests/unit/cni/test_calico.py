@@ -10,11 +10,12 @@ import subprocess
 
 import pytest
 
+from tests.unit.builders import CALICO_NODES, calico_facts
 from vxlan_conformance.checks import peers, vtep
 from vxlan_conformance.cni import calico
 from vxlan_conformance.collect import cluster_view as cv
 from vxlan_conformance.model.facts import NodeFacts
-from vxlan_conformance.model.records import Address, FdbEntry, Interface, Neighbour, Route, VxlanDevice
+from vxlan_conformance.model.records import FdbEntry, VxlanDevice
 from vxlan_conformance.model.rundata import RunData
 
 CALICO = calico.Calico()
@@ -79,8 +80,7 @@ def items(*objs: dict) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
 
 
-NODES = {"node1": ("10.0.0.11", "10.244.1.0"), "node2": ("10.0.0.12", "10.244.2.0"),
-         "node3": ("10.0.1.13", "10.244.3.0")}
+NODES = CALICO_NODES
 POOL = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
         "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "vxlanMode": "Always"}}
 
@@ -108,39 +108,6 @@ def view_output(mode: str = "Always", felix: dict | None = None, image: str = "d
     for name, text in sections.items():
         out += "\n" + cv.SECTION.format(name) + "\n" + (text if crds or name == "calico-node" else cv.FAILED) + "\n"
     return out
-
-
-def routes_of(host: str, mode: str = "Always") -> list[Route]:
-    """felix's routes on `host` for the view above (vxlan_mgr.go tunnelRoute, route_mgr.go noEncapRoute)."""
-    remote = {"node1": ["10.244.1.0/26", "10.244.1.64/26"], "node2": ["10.244.2.0/26", "10.244.2.64/26",
-                                                                      "10.244.1.5/32"],
-              "node3": ["10.244.3.0/26"]}
-    out = []
-    for peer, cidrs in remote.items():
-        for cidr in cidrs:
-            if peer == host:
-                if not cidr.endswith("/32"):
-                    out.append(Route(cidr, type="blackhole", proto="80"))
-                continue
-            ip, tunnel = NODES[peer]
-            if cidr == "10.244.1.5/32" and host == "node2":
-                continue
-            same = mode == "CrossSubnet" and ip.rsplit(".", 1)[0] == NODES[host][0].rsplit(".", 1)[0]
-            out.append(Route(cidr, via=ip, dev="eth0", onlink=True, proto="80") if same
-                       else Route(cidr, via=tunnel, dev="vxlan.calico", onlink=True))
-    return out
-
-
-def healthy_facts(host: str, mode: str = "Always", mtu: int = 1450) -> NodeFacts:
-    ip, tunnel = NODES[host]
-    return NodeFacts(
-        host, device=VxlanDevice("vxlan.calico", mac=calico.felix_mac(host), vni=4096, port=4789, local=ip,
-                                 dev="eth0", mtu=mtu, up=True, learning=False, kind="vxlan"),
-        underlay=Interface("eth0", mtu=1500),
-        addresses=[Address("eth0", "inet", ip, 24), Address("vxlan.calico", "inet", tunnel, 32)],
-        fdb=[FdbEntry(calico.felix_mac(p), dst=NODES[p][0]) for p in NODES if p != host],
-        neighbours=[Neighbour(NODES[p][1], mac=calico.felix_mac(p), state="PERMANENT") for p in NODES if p != host],
-        routes=routes_of(host, mode))
 
 
 def run_of(out: str, facts: dict[str, NodeFacts], **overlay) -> RunData:
@@ -175,7 +142,7 @@ def test_view_command_is_one_command_with_sections():
 
 
 def test_view_extra_reads_blocks_borrowed_pools_and_version():
-    run = run_of(view_output(), {h: healthy_facts(h) for h in NODES})
+    run = run_of(view_output(), {h: calico_facts(h) for h in NODES})
     view = run.view_cluster["calico"]
     assert view["version"] == "v3.26.1" and view["unreadable"] == []
     first = next(b for b in view["blocks"] if b["cidr"] == "10.244.1.0/26")
@@ -189,13 +156,13 @@ def test_view_extra_reads_blocks_borrowed_pools_and_version():
 
 
 def test_healthy_calico_passes_every_check():
-    run = run_of(view_output(), {h: healthy_facts(h) for h in NODES})
+    run = run_of(view_output(), {h: calico_facts(h) for h in NODES})
     bad = {k: v for k, v in results(run).items() if v[0] or v[1]}
     assert bad == {}
 
 
 def test_missing_block_route_stale_fdb_and_wrong_mac_are_named():
-    facts = {h: healthy_facts(h) for h in NODES}
+    facts = {h: calico_facts(h) for h in NODES}
     facts["node3"].routes = [r for r in facts["node3"].routes if r.dst != "10.244.1.64/26"]
     facts["node1"].fdb = [FdbEntry(e.mac, dst="10.0.9.99" if e.mac == calico.felix_mac("node2") else e.dst)
                           for e in facts["node1"].fdb]
@@ -206,7 +173,7 @@ def test_missing_block_route_stale_fdb_and_wrong_mac_are_named():
 
 
 def test_cross_subnet_routes_same_subnet_peers_via_the_parent():
-    facts = {h: healthy_facts(h, "CrossSubnet") for h in NODES}
+    facts = {h: calico_facts(h, "CrossSubnet") for h in NODES}
     run = run_of(view_output("CrossSubnet"), facts)
     assert {k: v for k, v in results(run).items() if v[0] or v[1]} == {}
     plan = CALICO.peer_plan(run, "node1", "node2")
@@ -220,7 +187,7 @@ def test_cross_subnet_routes_same_subnet_peers_via_the_parent():
 
 
 def test_inventory_mode_is_used_only_when_pools_are_unreadable():
-    facts = {h: healthy_facts(h, "CrossSubnet") for h in NODES}
+    facts = {h: calico_facts(h, "CrossSubnet") for h in NODES}
     out = view_output("Always").replace(cv.SECTION.format("ippools") + "\n" + items(
         {**POOL, "spec": {**POOL["spec"], "vxlanMode": "Always"}}), cv.SECTION.format("ippools") + "\n" + cv.FAILED)
     run = run_of(out, facts, calico_vxlan_mode="crosssubnet")
@@ -229,7 +196,7 @@ def test_inventory_mode_is_used_only_when_pools_are_unreadable():
 
 
 def test_unreadable_crds_do_not_fail_routes():
-    run = run_of(view_output(crds=False), {h: healthy_facts(h) for h in NODES})
+    run = run_of(view_output(crds=False), {h: calico_facts(h) for h in NODES})
     result = peers.route(run, "node1", "node2")
     assert result.passed and "IPAM blocks not readable" in result.note
     assert peers.fdb(run, "node1", "node2").passed
@@ -239,18 +206,18 @@ def test_unreadable_crds_do_not_fail_routes():
     ("calico/node:v3.16.4", None, 1410, ()), ("calico/node:v3.16.4", None, 1450, ("MTU_MISMATCH",)),
     ("calico/node:v3.26.1", None, 1450, ()), ("calico/node:v3.26.1", "v3.15.0", 1410, ())])
 def test_mtu_by_version(image, version, mtu, codes):
-    run = run_of(view_output(image=image), {h: healthy_facts(h, mtu=mtu) for h in NODES},
+    run = run_of(view_output(image=image), {h: calico_facts(h, mtu=mtu) for h in NODES},
                  calico_version=version)
     assert vtep.mtu(run, "node1").codes == codes
 
 
 def test_felix_vxlan_mtu_wins():
-    run = run_of(view_output(felix={"vxlanMTU": 1370}), {h: healthy_facts(h, mtu=1370) for h in NODES})
+    run = run_of(view_output(felix={"vxlanMTU": 1370}), {h: calico_facts(h, mtu=1370) for h in NODES})
     assert vtep.mtu(run, "node1").passed
 
 
 def test_ebpf_mode_skips_what_does_not_apply_and_checks_the_rest():
-    facts = {h: healthy_facts(h) for h in NODES}
+    facts = {h: calico_facts(h) for h in NODES}
     for f in facts.values():
         f.fdb = []
         f.device = VxlanDevice("vxlan.calico", mac=f.device.mac, external=True, mtu=1500, kind="vxlan")
@@ -260,7 +227,7 @@ def test_ebpf_mode_skips_what_does_not_apply_and_checks_the_rest():
     assert skipped == {"peer-fdb", "vtep-config", "vtep-local", "vtep-mtu"}
     assert all("eBPF" in v[1] for v in got.values() if v[1])
     assert {k: v for k, v in got.items() if v[0]} == {}
-    facts = {h: healthy_facts(h) for h in NODES}
+    facts = {h: calico_facts(h) for h in NODES}
     facts["node1"].routes = []
     assert peers.route(run_of(view_output(felix={"bpfEnabled": True}), facts), "node1", "node2").codes == (
         "ROUTE_MISSING",)

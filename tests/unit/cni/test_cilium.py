@@ -10,19 +10,15 @@ import json
 
 import pytest
 
-from vxlan_conformance import checks, cni
+from tests.unit import builders
+from tests.unit.builders import ADDR, CIDR, CILIUM_NODES, MAC, ROUTER, tunnel_map
+from vxlan_conformance import cni
 from vxlan_conformance.checks import datapath, peers, public_ip, vtep
 from vxlan_conformance.collect import cluster_view, facts
 from vxlan_conformance.mesh.phase import mesh_nodes
-from vxlan_conformance.model.result import CheckResult
 from vxlan_conformance.model.rundata import RunData
 
-NODES = ("node1", "node2", "node3")
-ROUTER = {"node1": "100.127.1.87", "node2": "100.127.2.140", "node3": "100.127.3.12"}  # random, not .1
-CIDR = {n: f"100.127.{i}.0/24" for i, n in enumerate(NODES, 1)}
-ADDR = {n: f"198.18.192.{i}" for i, n in enumerate(NODES, 1)}
-MAC = {"node1": "de:46:f4:2f:28:18", "node2": "2a:77:01:9c:3e:40", "node3": "7e:11:5a:02:c4:9b"}
-
+NODES = CILIUM_NODES
 
 def section(name: str, body: str, rc: int = 0) -> str:
     return f"{facts.MARKER} {name}\n{body}\n{facts.MARKER} {name} rc={rc}\n"
@@ -72,11 +68,6 @@ def view_outputs(wrong_internal: dict[str, str] | None = None) -> tuple[str, str
     return json.dumps(nodes), json.dumps(cnodes)
 
 
-def tunnel_map(host: str) -> dict:
-    """`cilium-dbg bpf tunnel list -o json` on a healthy node: every peer's pod CIDR address -> its IP:key."""
-    return {CIDR[p].split("/")[0]: [f"{ADDR[p]}:0"] for p in NODES if p != host}
-
-
 def cilium_run(*, skip_route: tuple[str, str] | None = None, wrong_internal: dict[str, str] | None = None,
                view: bool = True, tunnels: dict[str, dict] | None = None) -> RunData:
     overlay = {"cni": "cilium", "device": "cilium_vxlan", "port": 8472, "vni": 0, "probe_port": 18472}
@@ -97,39 +88,8 @@ def cilium_run(*, skip_route: tuple[str, str] | None = None, wrong_internal: dic
 
 
 def every_result(run: RunData) -> dict[str, list]:
-    """Every registered node, pair and cluster check (but the mesh's and the opt-in prediction's)."""
-    out: dict[str, list] = {}
-    for check_id in checks.REGISTRY:
-        if check_id in ("datapath",):
-            continue
-        fn = _skips(_function(check_id))
-        scope = checks.REGISTRY[check_id].scope
-        if scope == "node":
-            out[check_id] = [fn(run, h) for h in NODES]
-        elif scope == "pair":
-            out[check_id] = [fn(run, a, b) for a, b in run.pairs()]
-        else:
-            out[check_id] = [fn(run)]
-    return out
-
-
-def _skips(fn):
-    """A check that needs the view skips through pytest when there is none: a skip result here."""
-    def call(run, *subjects):
-        try:
-            return fn(run, *subjects)
-        except pytest.skip.Exception as exc:
-            return CheckResult("->".join(subjects) or "cluster", skipped=str(exc))
-    return call
-
-
-def _function(check_id: str):
-    for module in (checks.access, checks.kernel, checks.peers, checks.predict, checks.public_ip, checks.view,
-                   checks.vtep):
-        for value in vars(module).values():
-            if getattr(value, "spec", None) is not None and value.spec.id == check_id:
-                return value
-    raise LookupError(check_id)
+    """Every registered node, pair and cluster check but the mesh's (these runs have no mesh)."""
+    return {c: results for c, results in builders.every_result(run).items() if c != "datapath"}
 
 
 def test_facts_of_a_cilium_node_read_the_router_ip_and_the_underlay():
