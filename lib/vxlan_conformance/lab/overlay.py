@@ -69,8 +69,8 @@ def base_lines(instance: int, node: LabNode, nodes: list[LabNode], subnet_count:
              f"route replace {net} dev eth0 proto kernel scope link src {node.address} quickack 1",
              f"neigh replace {subnets.root_address(instance, number, subnet_count)} lladdr "
              f"{subnets.bridge_mac(instance, number)} dev eth0 nud permanent"]
-    lines += [f"neigh replace {peer.address} lladdr {peer.eth_mac} dev eth0 nud permanent"
-              for peer in nodes if peer.name != node.name and ipaddress.ip_address(peer.address) in net]
+    lines += [f"neigh replace {peer.address} lladdr {peer.eth_mac} dev eth0 nud permanent" for peer in nodes
+              if peer.name != node.name and (subnet_count == 1 or ipaddress.ip_address(peer.address) in net)]
     return lines + subnets.route_lines(instance, node, subnet_count)
 
 
