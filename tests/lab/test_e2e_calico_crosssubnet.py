@@ -52,3 +52,15 @@ def test_crosssubnet_faults_are_named(lab, tmp_path, faults, expected):
     state = up(lab, tmp_path, faults)
     result = run_suite(state.inventory_path, tmp_path / "reports")
     assert result.failures() == expected, result.output[-4000:]
+
+
+def test_faults_on_a_running_lab_reprogram_the_direct_routes(lab, tmp_path):
+    """`lab fault` re-programs the overlay: felix's direct routes live on eth0, not on the re-created device."""
+    up(lab, tmp_path)
+    direct = "100.64.3.0/26 via 198.18.160.3 dev eth0 proto 80 onlink"
+    lab.fault(["missing-route@node1->node3"])
+    assert "100.64.3." not in lab.exec("node1", ["ip", "route", "show"]).stdout
+    lab.clear_faults()
+    assert direct in lab.exec("node1", ["ip", "route", "show"]).stdout
+    assert lab.exec("node1", ["ping", "-c1", "-W1", "100.64.3.0"]).returncode == 0
+    assert lab.exec("node1", ["ping", "-c1", "-W1", "100.64.2.0"]).returncode == 0   # across the router
