@@ -1,8 +1,9 @@
 """Issue 16 end to end: flannel's DirectRouting on REAL flanneld over a routed underlay of two /20s
-(lab/direct_routing.py), the suite run as a user does. node1 and node2 share one /20, node3 and node4 the
-other: flanneld routes same-/20 peers via their address without VXLAN (flannel-io/flannel
-backend/vxlan/vxlan_network.go handleSubnetEvents, pkg/ip DirectRouting) and the cross-/20 peers over
-flannel.1. Healthy passes with the direct pairs noted; a fault on a cross-/20 pair is named exactly."""
+(lab/subnets.py: one bridge per /20, a router namespace between them), the suite run as a user does.
+node1 and node3 share one /20, node2 and node4 the other: flanneld routes same-/20 peers via their
+address without VXLAN (flannel-io/flannel backend/vxlan/vxlan_network.go handleSubnetEvents, pkg/ip
+DirectRouting) and the cross-/20 peers over flannel.1. Healthy passes with the direct pairs noted; a fault
+on a cross-/20 pair is named exactly."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from vxlan_conformance.lab.errors import LabError
 
 pytestmark = pytest.mark.root
 
-DIRECT = {"node1->node2", "node2->node1", "node3->node4", "node4->node3"}
-CROSS = {f"{a}->{b}" for a in ("node1", "node2") for b in ("node3", "node4")}
+DIRECT = {"node1->node3", "node3->node1", "node2->node4", "node4->node2"}
+CROSS = {f"{a}->{b}" for a in ("node1", "node3") for b in ("node2", "node4")}
 CROSS |= {f"{b}->{a}" for a, b in (p.split("->") for p in CROSS)}
 
 
@@ -34,11 +35,11 @@ def test_same_subnet_peers_are_routed_directly_and_cross_subnet_peers_over_vxlan
     lab, state = routed
     routes = lab.exec("node1", ["ip", "route"]).stdout
     fdb = lab.exec("node1", ["bridge", "fdb", "show", "dev", state.device]).stdout
-    assert f"{state.node('node2').subnet} via {state.node('node2').address} dev eth0" in routes, routes
-    for peer in ("node3", "node4"):
+    assert f"{state.node('node3').subnet} via {state.node('node3').address} dev eth0" in routes, routes
+    for peer in ("node2", "node4"):
         assert f"{state.node(peer).subnet} via {state.node(peer).vtep_ip} dev {state.device} onlink" in routes
         assert f"dst {state.node(peer).address} " in fdb
-    assert f"dst {state.node('node2').address} " not in fdb
+    assert f"dst {state.node('node3').address} " not in fdb
 
 
 @pytest.mark.parametrize("view", ["etcd", "kubectl"])
@@ -62,9 +63,9 @@ def test_a_blocked_cross_subnet_pair_is_named_exactly(routed, tmp_path):
     lab, state = routed
     with pytest.raises(LabError, match="made at start"):  # flanneld owns the devices: no hand-made FDB
         lab.fault(["stale-fdb@node1->node3"])
-    lab.fault(["blocked-port@node1->node3"])
+    lab.fault(["blocked-port@node1->node2"])
     try:
         result = run_suite(state.inventory_path, tmp_path / "reports", *STATIC_SUITES, DATAPATH)
     finally:
         lab.clear_faults()
-    assert failed(result) == {("datapath", "node1->node3", "UDP_PORT_BLOCKED")}, result.output[-4000:]
+    assert failed(result) == {("datapath", "node1->node2", "UDP_PORT_BLOCKED")}, result.output[-4000:]

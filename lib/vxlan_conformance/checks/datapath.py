@@ -76,7 +76,8 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     if evidence.errors and not evidence.probed:
         return CheckResult(subject, ("MESH_FAILED",), "; ".join(evidence.errors), values=values)
     text = describe(run, a, b)
-    answered = evidence.answered
+    # a direct pair's traffic is the overlay ping alone: the raw VXLAN frame tests a path it does not use
+    answered = evidence.answered or (evidence.overlay_ping.reply_seen and direct_pair(run, a, b))
     if evidence.errors and not evidence.captured.available and not (answered and evidence.udp_echo.ok):
         # B's agent failed: no capture and no echo responder there, so a lost probe blames no network hop
         return CheckResult(subject, ("MESH_FAILED",), f"{b}'s probe agent failed, so what reached {b} from {a} "
@@ -87,7 +88,7 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            values={**values, "mtu": cause[2], "nic": _underlay_name(run, b)})
     if answered and evidence.udp_echo.ok:
         if evidence.df_probe.reply_seen:
-            return CheckResult(subject, evidence=text)
+            return CheckResult(subject, evidence=text, note=direct_note(run, a, b))
         size = evidence.df_probe.size
         return CheckResult(subject, ("MTU_MISMATCH",),
                            f"{a} reaches {b} over the overlay, but not with a {size}-byte packet that may "
@@ -128,6 +129,8 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
     evidence = run.mesh.get(f"{a}->{b}")
     if seen is None or evidence is None or not seen.captured:
         return None
+    if direct_pair(run, a, b):
+        return direct_cause(run, a, b)
     port = run.overlay["port"]
     if seen.bad_csum:
         facts = run.facts.get(a)
@@ -154,6 +157,38 @@ def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
     if (evidence.overlay_ping.sent or evidence.overlay_ping.error) and not seen.overlay_requests:
         return config_cause(run, a, b)
     return source_cause(run, a, seen.outer_srcs)
+
+
+def direct_pair(run: RunData, a: str, b: str) -> bool:
+    """A reaches B's pods without encapsulation (Calico CrossSubnet, same subnet: felix's no-encap routes;
+    flannel DirectRouting): the plan says so, or every route it expects goes via B's own node address."""
+    model = cni.of_run(run)
+    plan = model.peer_plan(run, a, b)
+    node_ips = {run.addresses[b], model.vtep(run, b).public_ip}
+    return not plan.vxlan or (bool(plan.routes) and all(r.via in node_ips for r in plan.routes))
+
+
+def direct_note(run: RunData, a: str, b: str) -> str:
+    if not direct_pair(run, a, b):
+        return ""
+    dev = ", ".join(sorted({r.dev for r in cni.of_run(run).peer_plan(run, a, b).routes})) or "the underlay"
+    return (f"{a}->{b} is a direct pair, not VXLAN: {a} routes {b}'s pods on {dev}, so the overlay ping crossed "
+            f"the underlay unencapsulated")
+
+
+def direct_cause(run: RunData, a: str, b: str) -> Cause | None:
+    """A direct pair whose overlay ping is lost: no VXLAN on its way, so no VXLAN cause; A's routes, B's
+    routes back (then B->A names it), else the underlay between them."""
+    evidence = run.mesh[f"{a}->{b}"]
+    if evidence.overlay_ping.reply_seen or not (evidence.overlay_ping.sent or evidence.overlay_ping.error):
+        return None
+    if cause := route_cause(run, a, b):
+        return cause
+    if direct_pair(run, b, a) and route_cause(run, b, a):  # B's answers have no way back: B->A says why
+        return None
+    return (("OVERLAY_UNREACHABLE",),
+            f"{a}'s packets for {b}'s pods go directly (no VXLAN) and never reach {b}, and {a}'s routes to them "
+            "look right: the underlay between them drops them")
 
 
 def port_cause(run: RunData, a: str, b: str) -> Cause | None:
@@ -479,6 +514,15 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
                 f"{way} are tunnelled to {peer.public_ip}, the address {y} advertises, not to its address {address}")
     return (("OVERLAY_UNREACHABLE",),
             f"{way} never reach {y}, and {x}'s route to {y}'s pod CIDR looks right; {plan.note}")
+
+
+def route_cause(run: RunData, x: str, y: str) -> Cause | None:
+    """A route x must hold for y's pods (cni peer_plan) that x lacks."""
+    facts = run.facts.get(x)
+    if facts is None or not (want := _missing_route(facts, cni.of_run(run).peer_plan(run, x, y))):
+        return None
+    return (("ROUTE_MISSING",),
+            f"{x}'s overlay packets for {y} have no route: {x} has no {want.dst} via {want.via} dev {want.dev}")
 
 
 def source_cause(run: RunData, a: str, outer_srcs: tuple[str, ...]) -> Cause | None:

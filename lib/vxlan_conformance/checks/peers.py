@@ -121,4 +121,4 @@ def route(run: RunData, a: str, b: str) -> CheckResult:
         return CheckResult(subject, note=plan.note)
     return CheckResult(subject, ("ROUTE_MISSING",),
                        f"{a} has no route to {b}'s pod subnet {', '.join(missing)}",
-                       evidence="\n".join(shown) or "(no route)", values=values)
+                       evidence="\n".join(shown) or "(no route)", values={**values, "cidr": missing[0].split()[0]})

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import faults, plan
+from . import faults, plan, subnets
 from .errors import LabError
 from .lab import Lab, preflight
 
@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "flannel.alpha.coreos.com/public-ip-overwrite annotation sets it")
     up.add_argument("--direct-routing", action="store_true",
                     help="real flanneld with DirectRouting over two routed underlay subnets")
+    up.add_argument("--underlay-subnets", type=int, default=1, metavar="N",
+                    help="nodes alternate over N (1 or 2) underlay subnets joined by a router namespace")
+    up.add_argument("--vxlan-mode", choices=list(subnets.VXLAN_MODES), default="Always",
+                    help="calico: the IPPool's vxlanMode (CrossSubnet: same-subnet peers routed without VXLAN)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -71,7 +75,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         state = lab.up(nodes=args.nodes, preset=args.preset, port=args.port, faults=args.fault,
                        inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
                        etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
-                       direct_routing=args.direct_routing)
+                       direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
+                       vxlan_mode=args.vxlan_mode)
         print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
               f"port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":

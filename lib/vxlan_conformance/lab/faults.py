@@ -19,7 +19,7 @@ PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb", "miss
 # routes, lab/cilium.py; only it has tunnel entries); cilium-agent writes rp_filter=0 itself
 PRESET_EXCLUDED = {"cilium": {"stale-fdb", "missing-fdb", "vxlan-port", "underlay-mtu", "rp-filter"},
                    "flannel": {"missing-route", "missing-tunnel"},
-                   "calico": {"missing-route", "missing-tunnel"}}
+                   "calico": {"missing-tunnel"}}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
                "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm",
                "firewall", "vxlan-port", "underlay-mtu", "rp-filter"}
@@ -147,7 +147,7 @@ class Desired:
     ports: dict[str, int] = field(default_factory=dict)  # node -> its VXLAN device's dstport (others: the lab's)
     underlay_mtu: dict[str, int] = field(default_factory=dict)  # node -> eth0 MTU (the overlay keeps 1450)
     rp_filter: set[str] = field(default_factory=set)  # nodes with eth1, routes to peers by it, strict rp_filter
-    missing_routes: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without the route
+    missing_routes: set[tuple[str, str]] = field(default_factory=set)  # cilium, calico: (node, peer) without routes
     missing_tunnel: set[tuple[str, str]] = field(default_factory=set)  # cilium: (node, peer) without tunnel entry
 
 

@@ -12,7 +12,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from . import plan
+from . import plan, subnets
 from .faults import Desired
 from .state import LabState
 
@@ -35,10 +35,10 @@ def node_list(state: LabState, want: Desired) -> dict:
         if state.preset == "cilium":
             annotations = {}  # AnnotateK8sNode is off since v1.12 (cilium pkg/defaults/defaults.go)
         elif state.preset == "calico":
-            prefix = 19 if public == node.address else 32  # the NAT address (wrong-public-ip) is a /32
             # what a Linux calico-node writes (startup.go configureIPsAndSubnets, allocateip.go
             # assignHostTunnelAddr): never VXLANTunnelMACAddr, felix derives the MAC from the name
-            annotations = {"projectcalico.org/IPv4Address": f"{public}/{prefix}",
+            annotations = {"projectcalico.org/IPv4Address": subnets.address_cidr(state.instance, public,
+                                                                                 state.underlay_subnets),
                            "projectcalico.org/IPv4VXLANTunnelAddr": node.vtep_ip}
             if mac != plan.felix_mac(node.name):  # a fault gave the node another MAC: as a configured
                 # VXLANTunnelMACAddr (node.go), which felix then puts on the device (vxlan_resolver.go)
@@ -108,7 +108,7 @@ def calico_objects(state: LabState) -> dict[str, dict]:
                                "spec": {"state": "confirmed", "node": node.name, "type": "host", "cidr": cidr,
                                         "deleted": "false"}})
     pool = {"apiVersion": group, "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
-            "spec": {"cidr": str(plan.POD_NETWORK), "blockSize": plan.CALICO_BLOCK_LEN, "vxlanMode": "Always",
+            "spec": {"cidr": str(plan.POD_NETWORK), "blockSize": plan.CALICO_BLOCK_LEN, "vxlanMode": state.vxlan_mode,
                      "ipipMode": "Never", "natOutgoing": True, "nodeSelector": "all()"}}
     felix = {"apiVersion": group, "kind": "FelixConfiguration", "metadata": {"name": "default"},
              "spec": {"vxlanVNI": state.vni, "vxlanPort": state.port, "bpfEnabled": False}}

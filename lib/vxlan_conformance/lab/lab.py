@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import cilium, etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd
+from . import cilium, etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd, subnets
 from .errors import LabError
 from .faults import Desired, Fault, check_preset, desired, parse
 from .run import proc_start, require_tools, run
@@ -44,7 +44,8 @@ class Lab:
     def up(self, nodes: int = 4, preset: str = "flannel", port: int | None = None,
            faults: Sequence[str] = (), inventory_path: str | None = None,
            cluster_view: str = "kubectl", flanneld: str | None = None, etcd_prefix: str | None = None,
-           public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False) -> LabState:
+           public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False, underlay_subnets: int = 1,
+           vxlan_mode: str = "Always") -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -55,8 +56,11 @@ class Lab:
             raise LabError("cluster view etcd holds flannel leases: use it with --preset flannel")
         if flanneld and preset != "flannel":
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
-        flanneld_path = real_flannel.binary(flanneld) if flanneld else ""
         real_flannel.check_options(bool(flanneld), nodes, etcd_prefix, public_ip_overwrite, direct_routing)
+        if direct_routing:  # flannel's DirectRouting shows only where some peers are on another subnet
+            underlay_subnets = subnets.MAX_SUBNETS
+        subnets.check(underlay_subnets, preset, vxlan_mode, nodes)
+        flanneld_path = real_flannel.binary(flanneld) if flanneld else ""
         if port is not None and not 1 <= port <= 65535:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
@@ -67,6 +71,7 @@ class Lab:
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
+            _split_underlay(state, underlay_subnets, vxlan_mode)
             if flanneld_path:
                 state.flanneld, state.flanneld_version = flanneld_path, real_flannel.version_of(flanneld_path)
                 real_flannel.set_options(state, etcd_prefix, public_ip_overwrite, direct_routing)
@@ -199,13 +204,12 @@ class Lab:
     def _build(self, state: LabState, parsed: list[Fault]) -> None:
         want = desired(state.instance, state.nodes, parsed)
         node_files.check(want)
-        overlay.build_skeleton(state.instance, state.nodes)
+        overlay.build_skeleton(state.instance, state.nodes, state.underlay_subnets)
         # addresses first: sshd and etcd bind to the node address and die if it is not there yet
         if state.flanneld:  # the node basics only: flanneld makes the overlay
             real_flannel.program_base(state)
         else:
-            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=True,
-                            preset=state.preset)
+            _program_overlay(state, want, fresh=True)
         sshd.prepare(state)
         node_files.write(state, want)  # before sshd starts: it bind-mounts the node's machine-id
         etcd_proc = None
@@ -237,8 +241,7 @@ class Lab:
         want = desired(state.instance, state.nodes, wanted)
         node_files.check(want)
         if fresh is not None:
-            overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
-                            preset=state.preset)
+            _program_overlay(state, want, fresh=fresh)
         before = desired(state.instance, state.nodes, previous)
         fault_rules.apply_blocked(state, want)
         if want.bad_checksum or before.bad_checksum:
@@ -329,6 +332,20 @@ def _real_fresh(state: LabState, wanted: list[Fault], previous: list[Fault], fre
         raise LabError("with real flanneld, faults that change the VXLAN devices (dup-vtep-mac, wrong-public-ip, "
                        "FDB, MTU, port) are made at start: run `lab up --flanneld ... --fault SPEC`")
     return None
+
+
+def _split_underlay(state: LabState, count: int, vxlan_mode: str) -> None:
+    """--underlay-subnets / --vxlan-mode: the nodes' addresses on their subnets (subnets.py), saved
+    before anything is built so a failed `up` still tears down."""
+    state.underlay_subnets, state.vxlan_mode = count, vxlan_mode
+    for index, node in enumerate(state.nodes, 1):
+        node.address = subnets.node_address(state.instance, index, count)
+    save(state)
+
+
+def _program_overlay(state: LabState, want: Desired, fresh: bool) -> None:
+    overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
+                    preset=state.preset, subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode)
 
 
 def preflight() -> None:

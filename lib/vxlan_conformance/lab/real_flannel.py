@@ -32,7 +32,6 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import direct_routing as routed_underlay
 from . import plan
 from .errors import LabError
 from .faults import Desired, Fault
@@ -161,8 +160,6 @@ def set_options(state: LabState, etcd_prefix: str | None, overwrite: Sequence[st
     state.public_ip_overwrite = {name: plan.overwrite_address(state.instance, plan.node_index(name))
                                  for name in overwrite}
     state.direct_routing = direct_routing
-    if direct_routing:  # two underlay subnets: the nodes' addresses change before anything is built
-        routed_underlay.readdress(state)
 
 
 def precreate(node: LabNode, device: str, mac: str, vni: int, port: int, local: str) -> None:
@@ -233,12 +230,10 @@ def adopt(state: LabState, want: Desired, found: dict[str, dict]) -> None:
 
 
 def program_base(state: LabState) -> None:
-    """eth0 up with its address and static underlay ARP (overlay.base_lines, or the routed underlay of
-    --direct-routing), and nothing of the overlay."""
-    if state.direct_routing:
-        routed_underlay.program_base(state)
-        return
-    run_many([(["ip", "-n", n.netns, "-batch", "-"], "\n".join(base_lines(state.instance, n, state.nodes)) + "\n",
+    """eth0 up with its address, static underlay ARP and (--direct-routing: two subnets) the route via the
+    lab router (overlay.base_lines), and nothing of the overlay."""
+    run_many([(["ip", "-n", n.netns, "-batch", "-"],
+               "\n".join(base_lines(state.instance, n, state.nodes, state.underlay_subnets)) + "\n",
                f"programming {n.name}") for n in state.nodes], timeout=60)
 
 

@@ -46,7 +46,9 @@ class LabState:
     flanneld_pids: dict[str, list] = field(default_factory=dict)  # node -> [pid, /proc start time]
     flannel_prefix: str = ""  # flannel's --etcd-prefix when not the default (lab up --etcd-prefix)
     public_ip_overwrite: dict[str, str] = field(default_factory=dict)  # node -> annotated public IP
-    direct_routing: bool = False  # flannel's DirectRouting over two routed underlay subnets
+    direct_routing: bool = False  # flannel's DirectRouting (implies two underlay subnets)
+    underlay_subnets: int = 1  # lab up --underlay-subnets: nodes on this many routed subnets (subnets.py)
+    vxlan_mode: str = "Always"  # calico: the IPPool's vxlanMode (lab up --vxlan-mode)
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:

@@ -1,5 +1,4 @@
-"""The flannel options of `lab up` (real flanneld): checked before anything is built, one-line errors; the
-routed underlay of --direct-routing splits the lab's /19 in two /20s."""
+"""The flannel options of `lab up` (real flanneld): checked before anything is built, one-line errors."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from vxlan_conformance.lab import direct_routing, plan, real_flannel
+from vxlan_conformance.lab import plan, real_flannel
 from vxlan_conformance.lab.errors import LabError
 from vxlan_conformance.lab.faults import parse
 
@@ -30,17 +29,6 @@ def test_bad_flannel_options_are_one_line_errors(args, said):
 def test_good_flannel_options_pass():
     real_flannel.check_options(True, 4, "/example.com/network/", ("node2", "node3"), True)
     real_flannel.check_options(False, 4, None, (), False)
-
-
-def test_direct_routing_puts_half_the_nodes_in_each_20_and_the_router_in_both():
-    lower, upper = direct_routing.halves(6)
-    assert (str(lower), str(upper)) == ("198.18.192.0/20", "198.18.208.0/20")
-    addresses = [ipaddress.ip_address(a) for a in direct_routing.addresses(6, 5)]
-    assert [a in lower for a in addresses] == [True, True, True, False, False]
-    assert len(set(addresses)) == 5
-    low, high = direct_routing.router_addresses(6)
-    assert ipaddress.ip_address(low) in lower and ipaddress.ip_address(high) in upper
-    assert plan.bridge_address(6) not in (low, high) + tuple(map(str, addresses))
 
 
 def test_overwritten_public_ips_are_no_nodes_address():
