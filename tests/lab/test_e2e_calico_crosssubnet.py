@@ -25,7 +25,8 @@ def datapath(result) -> dict[str, dict]:
 def test_healthy_crosssubnet_passes_and_notes_direct_pairs(lab, tmp_path):
     state = up(lab, tmp_path)
     routes = lab.exec("node1", ["ip", "route", "show"]).stdout
-    assert "100.64.3.0/26 via 198.18.160.3 dev eth0 proto 80 onlink" in routes, routes   # node3: same subnet
+    node3 = state.node("node3").address
+    assert f"100.64.3.0/26 via {node3} dev eth0 proto 80 onlink" in routes, routes   # node3: same subnet
     assert "100.64.2.0/26 via 100.64.2.0 dev vxlan.calico onlink" in routes, routes       # node2: across
     result = run_suite(state.inventory_path, tmp_path / "reports")
     assert result.failures() == set(), result.output[-4000:]
@@ -56,8 +57,8 @@ def test_crosssubnet_faults_are_named(lab, tmp_path, faults, expected):
 
 def test_faults_on_a_running_lab_reprogram_the_direct_routes(lab, tmp_path):
     """`lab fault` re-programs the overlay: felix's direct routes live on eth0, not on the re-created device."""
-    up(lab, tmp_path)
-    direct = "100.64.3.0/26 via 198.18.160.3 dev eth0 proto 80 onlink"
+    state = up(lab, tmp_path)
+    direct = f"100.64.3.0/26 via {state.node('node3').address} dev eth0 proto 80 onlink"
     lab.fault(["missing-route@node1->node3"])
     assert "100.64.3." not in lab.exec("node1", ["ip", "route", "show"]).stdout
     lab.clear_faults()
