@@ -170,9 +170,10 @@ class PairEvidence:
         return json.loads(json.dumps(self, default=_plain))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PairEvidence:
-        """Strict: evidence of the wrong shape (a broken or hostile agent) raises ValueError."""
-        return from_plain(cls, data, strict=True)
+    def from_dict(cls, data: dict[str, Any], strict: bool = True) -> PairEvidence:
+        """Strict: evidence of the wrong shape (a broken or hostile agent) raises ValueError. Not strict:
+        evidence this run already checked, read back from its run.json."""
+        return from_plain(cls, data, strict=strict)
 
 
 def _plain(obj: object) -> dict[str, Any]:
