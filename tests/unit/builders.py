@@ -280,7 +280,7 @@ def every_result(run: RunData) -> dict[str, list[CheckResult]]:
         results = []
         for subject in subjects:
             down = next((h for h in subject if h in run.unreachable), None)
-            results.append(unreachable_result(check_id, "->".join(subject), down, run.unreachable[down])
+            results.append(unreachable_result(run, check_id, "->".join(subject), down)
                            if down else fn(run, *subject))
         out[check_id] = results
     return out

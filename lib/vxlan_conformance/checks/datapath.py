@@ -68,7 +68,9 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
     values = {"node": a, "peer": b, "device": run.overlay["device"], "port": run.overlay["port"],
-              "probe_port": run.overlay.get("probe_port"), "address": run.addresses[b]}
+              "probe_port": run.overlay.get("probe_port"), "address": run.addresses[b],
+              "peer_address": run.addresses[b], "peer_mac": cni.of_run(run).vtep(run, b).mac,
+              "nic": _underlay_name(run, a)}
     if evidence is None:
         why = "; ".join(f"{h}: {run.mesh_excluded[h]}" for h in (a, b) if h in run.mesh_excluded)
         return CheckResult(subject, ("MESH_FAILED",),
@@ -98,8 +100,12 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
         if "VTEP_DOWN" in cause[0]:  # the remediation is for the node whose device is down
             values["node"] = next(h for h in (a, b) if _down(run, h))
+        if "HOST_FIREWALL_DROP" in cause[0]:  # the firewall to open is B's, on B's NIC
+            values["nic"] = _underlay_name(run, b)
         if "RP_FILTER_DROP" in cause[0]:  # the remediation's commands run on B about A's address
             values = {**values, **_rp_filter_values(run, a, b)}
+        if "ROUTE_MISSING" in cause[0]:  # the remediation looks up the route A lacks
+            values["cidr"] = _missing_cidr(run, a, b)
         return CheckResult(subject, cause[0], cause[1], evidence=text + extra, values=values)
     if not answered and (back := forward_cause(run, b, a)):
         return CheckResult(subject, evidence=text,
@@ -490,6 +496,13 @@ def _missing_route(facts: NodeFacts, plan: cni.PeerPlan) -> cni.ExpectedRoute | 
         if not any(r.dev == want.dev and r.via in (None, want.via) for r in routes):
             return want
     return None
+
+
+def _missing_cidr(run: RunData, x: str, y: str) -> str | None:
+    """The destination of the first route of y's plan that x lacks (what ROUTE_MISSING names)."""
+    facts = run.facts.get(x)
+    want = _missing_route(facts, cni.of_run(run).peer_plan(run, x, y)) if facts else None
+    return want.dst if want else None
 
 
 def routed_cause(run: RunData, x: str, y: str) -> Cause:

@@ -15,7 +15,7 @@ from vxlan_conformance.model.rundata import RunData
 def _values(run: RunData, a: str, b: str, peer: cni.Vtep) -> dict[str, object]:
     return {"node": a, "peer": b, "device": run.overlay["device"], "port": run.overlay["port"],
             "peer_mac": peer.mac, "peer_ip": peer.public_ip, "peer_vtep": peer.vtep_ip,
-            "peer_subnet": peer.pod_cidr}
+            "peer_subnet": peer.pod_cidr, "peer_address": run.addresses[b]}
 
 
 def _not_compared(plan: cni.PeerPlan, element: str, subject: str) -> CheckResult | None:

@@ -67,9 +67,8 @@ def parametrize(metafunc: pytest.Metafunc) -> None:
 
 def node_fixture(request: pytest.FixtureRequest) -> str:
     host: str = request.param
-    reason = run_data(request.config).unreachable.get(host)
-    if reason is not None:
-        _unreachable(request, host, host, reason)
+    if host in run_data(request.config).unreachable:
+        _unreachable(request, host, host)
     return host
 
 
@@ -83,7 +82,7 @@ def pairs_fixture(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
         if host is None:
             reachable.append((a, b))
         else:
-            down.append(_unreachable_result(request, f"{a}->{b}", host, run.unreachable[host]))
+            down.append(_unreachable_result(request, f"{a}->{b}", host))
     if down and not reachable:
         enforce_all(request, down)
     request.node.stash[UNREACHABLE] = down
@@ -98,17 +97,18 @@ def verdicts(request: pytest.FixtureRequest, results: list[CheckResult]) -> None
     enforce_all(request, request.node.stash.get(UNREACHABLE, []) + results)
 
 
-def _unreachable_result(request: pytest.FixtureRequest, subject: str, host: str, reason: str) -> CheckResult:
+def _unreachable_result(request: pytest.FixtureRequest, subject: str, host: str) -> CheckResult:
     check, _ = check_and_subject(request.node.nodeid)
-    return unreachable_result(check, subject, host, reason)
+    return unreachable_result(run_data(request.config), check, subject, host)
 
 
-def unreachable_result(check: str, subject: str, host: str, reason: str) -> CheckResult:
+def unreachable_result(run: RunData, check: str, subject: str, host: str) -> CheckResult:
     """The result of a check's subject (a node, or a pair with that node) when `host` could not be reached:
     the run-level code NODE_UNREACHABLE, declared by no check because no check runs for it."""
     return CheckResult(check=check, subject=subject, codes=("NODE_UNREACHABLE",),
-                       message=f"{host} could not be reached: {reason}", values={"node": host})
+                       message=f"{host} could not be reached: {run.unreachable[host]}",
+                       values={"node": host, "address": run.addresses.get(host)})
 
 
-def _unreachable(request: pytest.FixtureRequest, subject: str, host: str, reason: str) -> None:
-    enforce(request, _unreachable_result(request, subject, host, reason))
+def _unreachable(request: pytest.FixtureRequest, subject: str, host: str) -> None:
+    enforce(request, _unreachable_result(request, subject, host))

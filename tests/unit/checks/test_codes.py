@@ -11,6 +11,7 @@ code appears in the table."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -703,6 +704,19 @@ def test_every_code_has_a_row() -> None:
         case.fault(run)
         produced |= {code for _, _, code in case.expected(run)}
     assert set(catalog.load()) - produced == set()
+
+
+def test_every_failure_fills_its_remediation() -> None:
+    """The fix a user reads names real things: no failure of any row leaves a `{placeholder}` of its
+    remediation unfilled (the datapath's ROUTE_MISSING once printed `ip route show {cidr}`)."""
+    unfilled = set()
+    for case in ROWS:
+        run = case.build()
+        case.fault(run)
+        for results in builders.every_result(run).values():
+            unfilled |= {(case.id, r.check, r.subject, name) for r in results if r.codes
+                         for name in re.findall(r"\{([a-z_]+)\}", r.remediation())}
+    assert unfilled == set()
 
 
 def _diagnosis(fault: Callable[[RunData], None], a: str, b: str):
