@@ -192,16 +192,24 @@ def _dict_of(key: type | None, item: Callable[[Any], Any], strict: bool) -> Call
 def _dataclass_of(cls: type, strict: bool) -> Callable[[Any], Any]:
     names: set[str] = set()  # filled on first use: a dataclass may contain itself
     convert: dict[str, Callable[[Any], Any]] = {}  # the fields whose values are not kept as they are
+    scalars: list[tuple[str, type]] = []  # strict: the scalar fields, checked inline (the hot path)
 
     def build(value: Any) -> Any:
         if value is None:
             return None
         _expect(strict, value, dict)
         if not names:
-            every = {name: _converter(hint, strict) for name, hint in _field_types(cls).items()}
-            convert.update({name: fn for name, fn in every.items() if fn is not _keep})
-            names.update(every)
+            for name, hint in _field_types(cls).items():
+                names.add(name)
+                if strict and (scalar := _scalar_type(hint)):
+                    scalars.append((name, scalar))
+                elif (fn := _converter(hint, strict)) is not _keep:
+                    convert[name] = fn
         given = {k: v for k, v in value.items() if k in names}
+        for name, tp in scalars:
+            v = given.get(name)
+            if v is not None and type(v) not in _EXACT[tp]:
+                raise ValueError(f"{v!r:.40} is not {tp.__name__}")
         for name, fn in convert.items():
             if name in given:
                 given[name] = fn(given[name])
@@ -209,12 +217,21 @@ def _dataclass_of(cls: type, strict: bool) -> Callable[[Any], Any]:
     return build
 
 
+# what JSON gives for each scalar type (a bool is not an int here; an int is a float)
+_EXACT: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def _scalar_type(hint: Any) -> type | None:
+    """int for `int` and `int | None`; None for anything not a scalar."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        hint = inner[0] if len(inner) == 1 else None
+    return hint if hint in _SCALARS else None
+
+
 def _scalar_of(tp: type) -> Callable[[Any], Any]:
     def build(value: Any) -> Any:
-        if value is None:
-            return None
-        ok = isinstance(value, tp) if tp is not float else isinstance(value, int | float)
-        if not ok or (tp is int and isinstance(value, bool)):
+        if value is not None and type(value) not in _EXACT[tp]:
             raise ValueError(f"{value!r:.40} is not {tp.__name__}")
         return value
     return build

@@ -54,3 +54,13 @@ def test_unknown_keys_are_ignored_and_none_stays_none() -> None:
     assert from_plain(Route, {"dst": "default", "via": None, "extra": 1}) == Route("default", None)
     device = VxlanDevice(name="flannel.1", vni=1, port=8472, local="198.18.0.1", learning=False)
     assert from_plain(VxlanDevice, {**vars(device), "unknown": [1]}) == device
+
+
+def test_per_process_caches_are_not_saved(tmp_path: Path) -> None:
+    run = builders.flannel_run()
+    run.pairs()                                   # fills RunData._derived
+    run.facts["node1"].fdb_for("00:00:00:00:00:00")  # fills NodeFacts._index
+    run.save(tmp_path / "run.json")
+    text = (tmp_path / "run.json").read_text()
+    assert "_derived" not in text and "_index" not in text
+    assert RunData.load(tmp_path / "run.json") == run
