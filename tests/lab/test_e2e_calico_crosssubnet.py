@@ -28,6 +28,9 @@ def test_healthy_crosssubnet_passes_and_notes_direct_pairs(lab, tmp_path):
     node3 = state.node("node3").address
     assert f"100.64.3.0/26 via {node3} dev eth0 proto 80 onlink" in routes, routes   # node3: same subnet
     assert "100.64.2.0/26 via 100.64.2.0 dev vxlan.calico onlink" in routes, routes       # node2: across
+    status = lab.status()
+    assert status["underlay"] == {"subnets": 2, "direct_routing": False, "vxlan_mode": "CrossSubnet"}, status
+    assert status["flanneld"] is None
     result = run_suite(state.inventory_path, tmp_path / "reports")
     assert result.failures() == set(), result.output[-4000:]
     assert result.exit_code == 0

@@ -40,6 +40,10 @@ def test_same_subnet_peers_are_routed_directly_and_cross_subnet_peers_over_vxlan
         assert f"{state.node(peer).subnet} via {state.node(peer).vtep_ip} dev {state.device} onlink" in routes
         assert f"dst {state.node(peer).address} " in fdb
     assert f"dst {state.node('node3').address} " not in fdb
+    status = lab.status()
+    assert status["underlay"] == {"subnets": 2, "direct_routing": True, "vxlan_mode": None}, status
+    assert status["flanneld"] == {"version": state.flanneld_version, "alive": ["node1", "node2", "node3", "node4"]}
+    assert state.flanneld_version.startswith("v0."), state.flanneld_version
 
 
 @pytest.mark.parametrize("view", ["etcd", "kubectl"])

@@ -97,10 +97,21 @@ def _table(status: dict) -> str:
     if not status["up"]:
         return f"lab {status['instance']} is down"
     head = (f"lab {status['instance']}: {status['preset']} {status['device']} port {status['port']} "
-            f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}")
+            f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}{_underlay(status)}")
     rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
     rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],
               f"{n['sshd_pid']}{'' if n['sshd_alive'] else ' (dead)'}") for n in status["nodes"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join([head, *lines])
+
+
+def _underlay(status: dict) -> str:
+    """What else shapes this lab: routed underlay subnets, Calico's vxlanMode, real flanneld."""
+    underlay, flanneld = status["underlay"], status["flanneld"]
+    parts = [f"{underlay['subnets']} routed underlay subnets"] if underlay["subnets"] > 1 else []
+    parts += ["DirectRouting"] if underlay["direct_routing"] else []
+    parts += [f"vxlanMode {underlay['vxlan_mode']}"] if underlay["vxlan_mode"] else []
+    if flanneld and flanneld["version"] != "imitation":
+        parts.append(f"flanneld {flanneld['version']} (running on {len(flanneld['alive'])} nodes)")
+    return "; " + ", ".join(parts) if parts else ""

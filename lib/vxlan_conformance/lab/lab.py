@@ -141,6 +141,11 @@ class Lab:
         return {"instance": state.instance, "up": True, "preset": state.preset, "device": state.device,
                 "port": state.port, "vni": state.vni, "cluster_view": state.cluster_view,
                 "faults": list(state.faults), "nodes": nodes,
+                "underlay": {"subnets": state.underlay_subnets, "direct_routing": state.direct_routing,
+                             "vxlan_mode": state.vxlan_mode if state.preset == "calico" else None},
+                "flanneld": {"version": state.flanneld_version or "imitation",
+                             "alive": sorted(n for n, (pid, start) in state.flanneld_pids.items()
+                                             if proc_start(pid) == start)} if state.preset == "flannel" else None,
                 "etcd": {"endpoint": state.etcd_endpoint, "pid": state.etcd_pid,
                          "alive": bool(state.etcd_pid) and proc_start(state.etcd_pid) == state.etcd_start},
                 "paths": {"state_dir": str(state.state_dir), "key": state.key_path,
