@@ -9,6 +9,7 @@ IP on cilium_host, routes via the own router IP and the tunnel map."""
 
 from __future__ import annotations
 
+import json
 import pkgutil
 from collections.abc import Callable
 
@@ -217,6 +218,40 @@ def tunnel_map(host: str) -> dict:
     return {CIDR[p].split("/")[0]: [f"{ADDR[p]}:0"] for p in CILIUM_NODES if p != host}
 
 
+IPCACHE_LIST = "cilium-dbg bpf ipcache list -o json"  # what the collect script reads from Cilium v1.18
+
+
+def go_json(data: dict) -> str:
+    """JSON as cilium-dbg prints it (pkg/command/output.go json.MarshalIndent(data, "", "  ")): keys sorted,
+    `<`, `>` and `&` escaped as Go's encoding/json does."""
+    text = json.dumps(data, indent=2, sort_keys=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def ipcache_list(host: str) -> dict:
+    """`cilium-dbg bpf ipcache list -o json` on a healthy Cilium v1.18 node (pkg/node/manager/manager.go):
+    the world entry, its own addresses (host identity 1), and per peer its InternalIP (remote-node 6, no
+    tunnel), its router IP (tunnelled to it) and its pod CIDR (world identity 2, tunnelled to it)."""
+    def value(identity: int, endpoint: str = "0.0.0.0") -> list[str]:
+        flags = "<none>" if endpoint == "0.0.0.0" else "hastunnel"
+        return [f"identity={identity} encryptkey=0 tunnelendpoint={endpoint} flags={flags}"]
+
+    out = {"0.0.0.0/0": value(2), f"{ADDR[host]}/32": value(1), f"{ROUTER[host]}/32": value(1)}
+    for peer in CILIUM_NODES:
+        if peer != host:
+            out |= {f"{ADDR[peer]}/32": value(6), f"{ROUTER[peer]}/32": value(6, ADDR[peer]),
+                    CIDR[peer]: value(2, ADDR[peer])}
+    return out
+
+
+def cilium_v118_run() -> RunData:
+    """cilium_run as Cilium v1.18 shows it: the tunnel endpoints read from the ipcache (no tunnel map)."""
+    run = cilium_run()
+    for facts in run.facts.values():
+        facts.tunnel_source = IPCACHE_LIST
+    return run
+
+
 def cilium_run() -> RunData:
     """Flow-based cilium_vxlan (id 0, UDP 8472, MTU 1500 = the underlay's), the router IP as a /32 on
     cilium_host, per peer `<podCIDR> via <own router IP> dev cilium_host mtu 1450`, no FDB or neighbour,
@@ -241,7 +276,8 @@ def cilium_run() -> RunData:
     return run
 
 
-BUILDERS: dict[str, Callable[[], RunData]] = {"flannel": flannel_run, "calico": calico_run, "cilium": cilium_run}
+BUILDERS: dict[str, Callable[[], RunData]] = {"flannel": flannel_run, "calico": calico_run, "cilium": cilium_run,
+                                              "cilium-v1.18": cilium_v118_run}
 
 
 # -- running every check ----------------------------------------------------------------------------------

@@ -507,7 +507,8 @@ def _missing_cidr(run: RunData, x: str, y: str) -> str | None:
 
 def routed_cause(run: RunData, x: str, y: str) -> Cause:
     """Cilium: no FDB or neighbour to blame. x needs a route to y's pod CIDR via its router IP on
-    cilium_host (cni peer_plan), and its tunnel map sends y's traffic to the address y advertises."""
+    cilium_host (cni peer_plan), and its tunnel map (from v1.18 its ipcache) sends y's traffic to the
+    address y advertises."""
     model = cni.of_run(run)
     plan = model.peer_plan(run, x, y)
     facts = run.facts.get(x)
@@ -519,7 +520,8 @@ def routed_cause(run: RunData, x: str, y: str) -> Cause:
     if plan.tunnel is not None and facts is not None:
         found = (facts.tunnel_map or {}).get(plan.tunnel[0])
         if found is None:
-            return (("TUNNEL_MISSING",), f"{way} have no tunnel: {x}'s tunnel map has no entry for {plan.tunnel[0]}")
+            return (("TUNNEL_MISSING",),
+                    f"{way} have no tunnel: {x}'s {plan.tunnel_table} has no tunnel endpoint for {plan.tunnel[0]}")
         if found != plan.tunnel[1] and found != address:
             return (("TUNNEL_WRONG_DST",), f"{way} are tunnelled to {found}, not to {y}'s address {address}")
     if peer.source != "facts" and peer.public_ip and peer.public_ip != address:

@@ -82,24 +82,29 @@ def neighbour(run: RunData, a: str, b: str) -> CheckResult:
 
 @check("peer-tunnel", "Tunnel map entry", "pair", codes=("TUNNEL_MISSING", "TUNNEL_WRONG_DST"))
 def tunnel(run: RunData, a: str, b: str) -> CheckResult:
-    """Cilium: A's tunnel map sends B's pod CIDR to the address B advertises (read only when the node has
-    `cilium-dbg bpf tunnel list`; otherwise a skip that says so)."""
+    """Cilium: A sends B's pod CIDR to the address B advertises, per A's tunnel map (`cilium-dbg bpf tunnel
+    list`) or, from v1.18, its ipcache's pod CIDR entries (`cilium-dbg bpf ipcache list`); read only when the
+    node has cilium-dbg, otherwise a skip that says so."""
     subject = f"{a}->{b}"
     model = cni.of_run(run)
     plan = model.peer_plan(run, a, b)
     if plan.tunnel is None:
         raise NotApplicable((plan.why_not or {}).get("tunnel") or plan.note or "no tunnel map entry expected")
     key, dst = plan.tunnel
-    found = (run.facts[a].tunnel_map or {}).get(key)
+    table = run.facts[a].tunnel_map or {}
+    found = table.get(key)
     values = {**_values(run, a, b, model.vtep(run, b)), "cidr": key}
-    listing = "\n".join(f"{k} {v}" for k, v in sorted((run.facts[a].tunnel_map or {}).items())) or "(empty)"
+    listing = "\n".join(f"{k} {v}" for k, v in sorted(table.items())) or "(empty)"
+    evidence = f"{a}: {plan.tunnel_read}\n{listing}"
     if found is None:
-        return CheckResult(subject, ("TUNNEL_MISSING",), f"{a}'s tunnel map has no entry for {b}'s pod CIDR {key}",
-                           evidence=f"{a}: cilium-dbg bpf tunnel list\n{listing}", values=values)
+        entry = "pod CIDR entry with a tunnel endpoint" if plan.tunnel_table == "ipcache" else "entry"
+        return CheckResult(subject, ("TUNNEL_MISSING",),
+                           f"{a}'s {plan.tunnel_table} has no {entry} for {b}'s pod CIDR {key}",
+                           evidence=evidence, values=values)
     if found != dst:
         return CheckResult(subject, ("TUNNEL_WRONG_DST",),
-                           f"{a}'s tunnel map sends {b}'s pod CIDR {key} to {found}, but {b}'s address is {dst}",
-                           evidence=f"{a}: cilium-dbg bpf tunnel list\n{listing}", values=values)
+                           f"{a}'s {plan.tunnel_table} sends {b}'s pod CIDR {key} to {found}, but {b}'s address "
+                           f"is {dst}", evidence=evidence, values=values)
     return CheckResult(subject)
 
 

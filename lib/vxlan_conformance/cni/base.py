@@ -47,8 +47,14 @@ class PeerPlan:
     neigh: tuple[str, str] | None = None    # (B's VTEP address, B's VTEP MAC)
     routes: tuple[ExpectedRoute, ...] = ()
     tunnel: tuple[str, str] | None = None   # Cilium: (tunnel map key = B's pod CIDR address, B's address)
+    tunnel_read: str = ""                   # Cilium: the command A's tunnel endpoints were read with
     note: str = ""                          # said on every result of the pair (e.g. why not VXLAN)
     why_not: dict[str, str] | None = None   # fdb | neigh | routes -> why it is not compared
+
+    @property
+    def tunnel_table(self) -> str:
+        """What the tunnel endpoints were read from, for messages: Cilium's tunnel map or (v1.18+) its ipcache."""
+        return "ipcache" if " ipcache " in f" {self.tunnel_read} " else "tunnel map"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
   a veth pair cilium_host/cilium_net.
 - Per peer no FDB entry and no neighbour: a route `<peer podCIDR> via <local router IP> dev cilium_host
   src <router IP> mtu <DeviceMTU-50>` in main (pkg/datapath/linux/node.go createNodeRouteSpec); the peer's
-  tunnel endpoint lives in BPF maps (tunnel map, pkg/maps/tunnel; ipcache from v1.18).
+  tunnel endpoint lives in BPF maps: the tunnel map (pkg/maps/tunnel, `cilium-dbg bpf tunnel list`) up to
+  v1.17; from v1.18 an ipcache entry per remote pod CIDR (pkg/node/manager/manager.go podCIDREntries,
+  `cilium-dbg bpf ipcache list`; cilium/cilium #38483, #38839 removed the tunnel map and its command).
 - The VNI on the wire is the sender's security identity (bpf/lib/overloadable_skb.h ctx_set_encap_info):
   host traffic carries the remote-node identity 6 (bpf/lib/encap.h __encap_with_nodeid, LOCAL_NODE_ID);
   bpf_overlay.c cil_from_overlay accepts every VNI but HOST_ID (1) and never looks at the inner MAC.
@@ -29,9 +31,10 @@ from vxlan_conformance.model.rundata import RunData
 HOST_DEVICE = "cilium_host"           # pkg/defaults/node.go HostDevice
 CILIUM_NODES = "ciliumnodes.cilium.io"
 REMOTE_NODE_ID = 6                    # pkg/identity/numericidentity.go ReservedIdentityRemoteNode
-TUNNEL_MAP = ("the tunnel map is not checked: no `cilium-dbg bpf tunnel list` (`cilium` before v1.15; ipcache "
-              "from v1.18) on the node's PATH; it runs inside the cilium agent's container, which the suite "
-              "does not enter")
+TUNNEL_LIST = "cilium-dbg bpf tunnel list -o json"  # up to v1.17 (`cilium` before v1.15)
+TUNNEL_MAP = ("the tunnel endpoints are not checked: no `cilium-dbg` (`cilium` before v1.15) on the node's PATH "
+              "to read them (`bpf tunnel list`; `bpf ipcache list` from v1.18); it runs inside the cilium "
+              "agent's container, which the suite does not enter")
 
 _NO_MAC = ("Cilium publishes no VTEP MAC: cilium_vxlan gets a random MAC (loader/netlink.go setupVxlanDevice) "
            "and the BPF datapath ignores the inner MAC (bpf_overlay.c), so no peer addresses it")
@@ -42,7 +45,7 @@ NOT_APPLICABLE = {
     "vtep-local": ("cilium_vxlan is flow-based (external): it has no local address and no underlay device; "
                    "BPF sets the tunnel endpoint per packet"),
     "peer-fdb": ("Cilium programs no FDB entries: each peer's tunnel endpoint is in a BPF map "
-                 "(tunnel map / ipcache), not in cilium_vxlan's FDB"),
+                 "(the tunnel map; the ipcache from v1.18), not in cilium_vxlan's FDB"),
     "peer-neigh": ("Cilium programs no neighbour entries on cilium_vxlan: BPF redirects with tunnel metadata, "
                    "peers' router IPs are reached via cilium_host"),
 }
@@ -99,16 +102,18 @@ class Cilium(Cni):
             why_not["routes"] = f"{a} has no IPv4 router IP on {HOST_DEVICE}; not compared"
         routes = (ExpectedRoute(peer.pod_cidr, router, HOST_DEVICE),) if peer.pod_cidr and router else ()
         facts = run.facts.get(a)
-        tunnel = None
+        read = (facts.tunnel_source if facts else None) or ""
+        tunnel, note = None, ""
         if facts is None or facts.tunnel_map is None:
-            read = [n for n in (facts.notes if facts else []) if n.startswith("section tunnel")]
-            why_not["tunnel"] = f"{a}: {TUNNEL_MAP}" + (f" ({read[0]})" if read else "")
+            note = f"the tunnel endpoints are not checked: `{read}` could not be read" if read else TUNNEL_MAP
+            notes = [n for n in (facts.notes if facts else []) if n.startswith("section tunnel")]
+            why_not["tunnel"] = f"{a}: {note}" + (f" ({notes[0]})" if notes else "")
         elif not peer.pod_cidr or not peer.public_ip:
-            why_not["tunnel"] = f"{b}'s pod CIDR or address unknown; its tunnel map entry is not compared"
-        else:  # the key is the pod CIDR's network address (pkg/datapath/linux/node.go updateTunnelMapping)
+            why_not["tunnel"] = f"{b}'s pod CIDR or address unknown; its tunnel endpoint is not compared"
+        else:  # keyed by the pod CIDR's network address: the tunnel map's key (pkg/datapath/linux/node.go
+            # updateTunnelMapping), and collect/facts.py keys the ipcache's pod CIDR entries the same way
             tunnel = (str(ipaddress.ip_network(peer.pod_cidr, strict=False).network_address), peer.public_ip)
-        note = "" if tunnel else TUNNEL_MAP
-        return PeerPlan(routes=routes, tunnel=tunnel, note=note, why_not=why_not)
+        return PeerPlan(routes=routes, tunnel=tunnel, tunnel_read=read or TUNNEL_LIST, note=note, why_not=why_not)
 
     # -- what peers must see of a node ------------------------------------------------------------
     def device_ip(self, run: RunData, host: str) -> str | None:

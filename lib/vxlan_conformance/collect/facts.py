@@ -12,6 +12,7 @@ The script only reads: no `ethtool -K`, no `sysctl -w`, no modprobe. It even ski
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -35,6 +36,8 @@ DEFAULT_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # ssh PATH of non-root
 _IFNAME = re.compile(r"^[^\s/:]{1,15}$")
 _MARKER_LINE = re.compile(rf"^{MARKER} (\S+)(?: rc=(\d+))?$", re.M)  # an opening or a closing line
 _SKIPPED = "# vxc: skipped"
+_READ = "# vxc: read"  # the tunnel section's first line: the command its body came from
+TUNNEL_MAX = 16 << 20  # the tunnel/ipcache listing (~100 bytes an entry): 150k entries fit in 16 MiB
 # section -> the tool whose absence rc 127 reports
 _TOOLS = {
     "link": "ip", "addr": "ip", "route": "ip", "neigh": "ip", "fdb": "bridge", "ethtool": "ethtool",
@@ -115,8 +118,18 @@ linkfiles() {
 }
 nm() { have nmcli || return 127; tmo nmcli -t -f DEVICE,STATE device; }
 udev() { have udevadm || return 127; udevadm --version; }
-tunl() {  # Cilium's tunnel map, read-only (cilium-dbg from v1.15, cilium before; gone in v1.18)
-  for c in cilium-dbg cilium; do if have "$c"; then tmo "$c" bpf tunnel list -o json; return; fi; done; return 127
+tunl() {  # Cilium's tunnel endpoints, read-only: the tunnel map (cilium-dbg from v1.15, cilium before), and
+  # from v1.18, which has no `bpf tunnel`, the ipcache (its pod CIDR entries carry the endpoints)
+  c=; for b in cilium-dbg cilium; do if have "$b"; then c=$b; break; fi; done
+  [ -n "$c" ] || return 127
+  o=$(tmo "$c" bpf tunnel list -o json 2>&1); r=$?
+  case $o in  # v1.18+: cobra stops at `bpf` and rejects -o, which only `list` defines
+    *"unknown shorthand flag: 'o' in -o"*) m="bpf ipcache list"; o=$(tmo "$c" bpf ipcache list -o json 2>&1); r=$? ;;
+    *) m="bpf tunnel list" ;;
+  esac
+  printf '%s %s %s -o json\n' "__READ__" "$c" "$m"
+  if [ ${#o} -gt __TUNNEL_MAX__ ]; then echo "__SKIPPED__: $c $m printed ${#o} bytes, over __TUNNEL_MAX__"; return 0; fi
+  printf '%s\n' "$o"; return $r
 }
 pythons() {
   for p in python3 python2 python /usr/libexec/platform-python; do
@@ -178,6 +191,8 @@ def collect_script(device: str, port: int, sbin_dirs: Sequence[str] = DEFAULT_SB
         .replace("__PORT__", str(port))
         .replace("__MARKER__", MARKER)
         .replace("__SKIPPED__", _SKIPPED)
+        .replace("__READ__", _READ)
+        .replace("__TUNNEL_MAX__", str(TUNNEL_MAX))
     )
 
 
@@ -280,8 +295,21 @@ class _Collector:
         facts.mac_policy = self._mac_policy()
         facts.python = self._guard("python", _pythons, [])
         if "tunnel" in self.sections:  # Cilium only: pod CIDR address -> peer node IP
-            facts.tunnel_map = self._guard("tunnel", _tunnel_map, None)
+            self._tunnel()
 
+    def _tunnel(self) -> None:
+        """The tunnel section's first line names the command its body came from: the tunnel map, or from
+        Cilium v1.18 the ipcache. A listing over TUNNEL_MAX is skipped, not cut: a cut one would lose entries."""
+        section = self.sections["tunnel"]
+        head, _, body = section.body.partition("\n")
+        if head.startswith(_READ):
+            self.facts.tunnel_source = head.removeprefix(_READ).strip()
+            section = self.sections["tunnel"] = Section("tunnel", body, section.rc)
+        if section.rc == 0 and section.body.startswith(_SKIPPED):
+            self.facts.notes.append(f"section tunnel: {section.body.strip().removeprefix(_SKIPPED + ': ')}")
+            return
+        ipcache = " ipcache " in f" {self.facts.tunnel_source} "
+        self.facts.tunnel_map = self._guard("tunnel", _ipcache_tunnels if ipcache else _tunnel_map, None)
 
     def _body(self, name: str) -> str | None:
         section = self.sections.get(name)
@@ -399,12 +427,68 @@ def _pythons(body: str) -> list[PythonInfo]:
     return found
 
 
+def _json_object(body: str) -> dict:
+    """The JSON object a cilium-dbg listing prints (a config-file line may come first, cilium-dbg/cmd/root.go)."""
+    data = json.loads(body[body.find("{"):] if "{" in body else body)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _tunnel_map(body: str) -> dict[str, str]:
     """`cilium-dbg bpf tunnel list -o json`: {"10.0.1.0": ["192.168.56.12:0"]} -> {"10.0.1.0": "192.168.56.12"}
     (cilium-dbg/cmd/bpf_tunnel_list.go; TunnelValue.String() is "<ip>:<key>", pkg/maps/tunnel/tunnel.go)."""
-    data = json.loads(body[body.find("{"):] if "{" in body else body)
+    data = _json_object(body)
     out = {}
     for key, values in data.items():
         value = values[0] if isinstance(values, list) and values else values
         out[str(key).split("@")[0]] = str(value).rsplit(":", 1)[0]
     return out
+
+
+def _ipcache_tunnels(body: str) -> dict[str, str]:
+    """Cilium v1.18+: `cilium-dbg bpf ipcache list -o json` -> {pod CIDR address: tunnel endpoint}, the map
+    `bpf tunnel list` gave before v1.18 (the tunnel map is gone: cilium/cilium #38483 put the pod CIDRs into
+    the ipcache, #38839 removed the map and its cilium-dbg command).
+
+    The listing (cilium-dbg/cmd/bpf_ipcache_list.go: pkg/bpf Map.Dump into map[string][]string, printed by
+    pkg/command/output.go as indented JSON) maps each key's String() to its values' String():
+    pkg/maps/ipcache Key.String() is the prefix, "@<cluster id>" appended for a non-zero cluster ID
+    (pkg/clustermesh/types PrefixCluster.String); RemoteEndpointInfo.String() is "identity=<n>
+    encryptkey=<n> tunnelendpoint=<ip> flags=<f,...|<none>>" (flags skiptunnel, hastunnel, ipv6tunnel,
+    remotecluster). Read as upstream means the entries:
+
+    - a remote node's pod CIDR is a prefix entry (pkg/node/manager/manager.go podCIDREntries: world
+      identity, TunnelPeer = the node's IP); its network address keys the result, as in the tunnel map;
+    - single addresses (/32, /128) are endpoints, node and health IPs, not pod CIDRs: left out;
+    - the node's own pod CIDR gets no entry (NodeUpdated: "no tunnel endpoint fallback is needed for the
+      local node"); one found is kept like any prefix, and nothing asks for it;
+    - an entry without a tunnel endpoint (0.0.0.0 / ::, no hastunnel: the world entry 0.0.0.0/0, CIDR
+      identities) or flagged skiptunnel is not tunnelled (bpf/bpf_host.c and bpf/lib/encap.h encapsulate
+      only with flag_has_tunnel_ep && !flag_skip_tunnel): left out, so a peer's pod CIDR holding only such
+      an entry has no tunnel endpoint;
+    - a prefix tagged "@<cluster id>" is another cluster's (ClusterMesh): left out;
+    - two prefixes on one network address: the longer wins, as the LPM lookup of that address would.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for key, values in _json_object(body).items():
+        prefix, at, _cluster = str(key).partition("@")
+        if at or prefix.endswith(("/32", "/128")):  # the bulk of a big ipcache: pods, cheaply skipped
+            continue
+        try:
+            network = ipaddress.ip_network(prefix, strict=False)
+        except ValueError:  # "<unknown>": a key of an unknown address family (Key.String)
+            continue
+        if network.prefixlen == network.max_prefixlen:
+            continue
+        value = values[0] if isinstance(values, list) and values else values
+        fields = dict(part.partition("=")[::2] for part in str(value).split())
+        endpoint = fields.get("tunnelendpoint", "")
+        if "skiptunnel" in fields.get("flags", "").split(",") or not endpoint:
+            continue
+        if ipaddress.ip_address(endpoint).is_unspecified:
+            continue
+        address = str(network.network_address)
+        if address not in out or out[address][0] < network.prefixlen:
+            out[address] = (network.prefixlen, endpoint)
+    return {address: endpoint for address, (_, endpoint) in out.items()}

@@ -22,7 +22,8 @@ FAITHFUL to Cilium (what `ip`, `bridge`, tcpdump and the suite see):
 STAND-IN for BPF (not what Cilium shows; the suite never reads these):
 - bpf_host's tunnel-map/ipcache lookup + redirect -> `ip rule iif cilium_net lookup 2004` and per peer
   `ip route <podCIDR> encap ip id 6 dst <peer InternalIP> ttl 64 via <peer router> dev cilium_vxlan onlink
-  table 2004` (one route = one tunnel map entry; `unreachable 100.64.0.0/10` in 2004: no loop into main);
+  table 2004` (one route = one tunnel map entry, from v1.18 one ipcache pod CIDR entry; `unreachable
+  100.64.0.0/10` in 2004: no loop into main);
 - bpf_overlay ignoring the inner MAC -> nft netdev ingress on cilium_vxlan and cilium_net `meta pkttype
   set host` (cilium_vxlan is NOARP here, so no ARP runs inside the tunnel: Cilium has none either);
 - bpf_overlay.c cil_from_overlay dropping VNI 1 (HOST_ID, DROP_INVALID_IDENTITY) -> an nft input rule.
@@ -32,6 +33,7 @@ The inner TTL is decremented once (the kernel forwards cilium_net -> cilium_vxla
 from __future__ import annotations
 
 from . import plan
+from .errors import LabError
 from .faults import Desired
 from .run import run_many
 from .state import LabNode
@@ -116,32 +118,146 @@ def _batch(lines: list[str]) -> str:
     return "ip -batch - <<'EOF_IP'\n" + "\n".join(lines) + "\nEOF_IP\n" if lines else ""
 
 
-CILIUM_DBG = f"""#!/bin/sh
-# vxlan lab stand-in for cilium-dbg (in Cilium it runs inside the agent's container and reads the BPF tunnel
-# map): `cilium-dbg bpf tunnel list [-o json]` prints this node's stand-in tunnel entries (table {TABLE}) in
-# cilium-dbg's format (cilium-dbg/cmd/bpf_tunnel_list.go: TUNNEL VALUE, key = pod CIDR address, value = ip:key).
+VERSIONS = ("1.17", "1.18")  # lab up --cilium-version: the tunnel map (up to v1.17) or the ipcache (v1.18+)
+DEFAULT_VERSION = "1.17"
+
+# The cilium-dbg stand-in. In Cilium it runs inside the agent's container and reads BPF maps; here it reads
+# the stand-in table TABLE (one `encap` route = one peer: pod CIDR, tunnel endpoint `dst`, router IP `via`)
+# and the node's own addresses, and prints what cilium-dbg __VERSION__ prints for the same state:
+# - `bpf tunnel list [-o json]` (up to v1.17; cilium-dbg/cmd/bpf_tunnel_list.go): key = the pod CIDR's
+#   address, value = "<ip>:<key>" (pkg/maps/tunnel TunnelValue.String);
+# - `bpf ipcache list [-o json]` (cilium-dbg/cmd/bpf_ipcache_list.go, pkg/maps/ipcache/ipcache.go): the world
+#   entry 0.0.0.0/0 (identity 2), the node's own addresses (host, 1), per peer its InternalIP (remote-node 6,
+#   no tunnel endpoint), its router IP (6, tunnelled) and its pod CIDR (world 2, tunnelled: v1.18's
+#   pkg/node/manager/manager.go podCIDREntries); values as RemoteEndpointInfo.String(), flags as
+#   RemoteEndpointInfoFlags.String() (v1.18: hastunnel with an endpoint; v1.17 prints only skiptunnel);
+#   JSON as pkg/command/output.go prints it (MarshalIndent "  ", keys sorted, < and > escaped, an empty line
+#   after), text as cilium-dbg/cmd/root.go TablePrinter (tabwriter, padding 3);
+# - v1.18 has no `bpf tunnel` (cilium/cilium #38839): cobra finds `bpf`, which has no Run, so a flag only
+#   `list` had fails to parse ("Error: unknown shorthand flag: 'o' in -o" on stderr, `bpf`'s usage and the
+#   error on stdout, exit 1: spf13/cobra command.go ExecuteC/execute, cilium-dbg/cmd/root.go Execute), and
+#   without one cobra prints `bpf`'s help and exits 0 (a non-root command takes unknown args, args.go
+#   legacyArgs). The usage lists v1.18's `bpf` commands as its cmdref does, without `tunnel`.
+CILIUM_DBG = r"""#!/bin/sh
+# vxlan lab stand-in for cilium-dbg __VERSION__ (lib/vxlan_conformance/lab/cilium.py says what it follows)
+LC_ALL=C; export LC_ALL
+V=__VERSION__
+usage() {
+  cat <<'EOF_USAGE'
+Usage:
+  cilium-dbg bpf [command]
+
+Available Commands:
+  auth        Manage authenticated connections between identities
+  bandwidth   BPF datapath bandwidth settings
+  config      Manage runtime config
+  ct          Connection tracking tables
+  egress      Manage the egress routing rules
+  endpoint    Local endpoint map
+  frag        Manage the IPv4 datagram fragments
+  fs          BPF filesystem mount
+  ipcache     Manage the IPCache mappings for IP/CIDR <-> Identity
+  ipmasq      ip-masq-agent CIDRs
+  lb          Load-balancing configuration
+  metrics     BPF datapath traffic metrics
+  multicast   Manage multicast BPF programs
+  nat         NAT mapping tables
+  nodeid      Manage the node IDs
+  policy      Manage policy related BPF maps
+  recorder    PCAP recorder
+  sha         Manage compiled BPF template objects
+  srv6        Manage the SRv6 routing rules
+  vtep        Manage the VTEP mappings for IP/CIDR <-> VTEP MAC/IP
+
+Flags:
+  -h, --help   help for bpf
+
+Global Flags:
+      --config string        Config file (default is $HOME/.cilium.yaml)
+  -D, --debug                Enable debug messages
+  -H, --host string          URI to server-side API
+      --log-driver strings   Logging endpoints to use (example: syslog)
+      --log-opt map          Log driver options (example: format=json)
+
+Use "cilium-dbg bpf [command] --help" for more information about a command.
+EOF_USAGE
+}
+no_tunnel_cmd() {  # v1.18: `bpf tunnel ...` is `bpf` with leftover args
+  e=
+  for a in "$@"; do
+    case $a in
+      -h|--help|-D|--debug|-H|--host|--config|--log-driver|--log-opt|--host=*|--config=*|--log-*=*) ;;
+      --*) e="unknown flag: ${a%%=*}"; break ;;
+      -?*) f=${a#-}; e="unknown shorthand flag: '$(printf %.1s "$f")' in -$f"; break ;;
+    esac
+  done
+  if [ -n "$e" ]; then
+    echo "Error: $e" >&2; usage; echo; echo "$e"; exit 1
+  fi
+  printf 'Direct access to local BPF maps\n\n'; usage; exit 0
+}
+peers() {  # "<pod CIDR> <tunnel endpoint> <router IP>" per stand-in tunnel entry
+  ip route show table __TABLE__ 2>/dev/null | awk '/ encap ip / { d = ""; r = ""
+    for (i = 1; i < NF; i++) { if ($i == "dst") d = $(i + 1); if ($i == "via") r = $(i + 1) }
+    print $1, d, r }'
+}
+tunnel_list() {
+  peers | awk -v json="$1" '{ split($1, p, "/"); k[++n] = p[1]; v[n] = $2 }
+    END { if (!json) { print "TUNNEL       VALUE"; for (i = 1; i <= n; i++) printf "%-12s %s:0\n", k[i], v[i]; exit }
+          printf "{"
+          for (i = 1; i <= n; i++) printf "%s\n  \"%s\": [\n    \"%s:0\"\n  ]", (i > 1 ? "," : ""), k[i], v[i]
+          print (n ? "\n}\n" : "}\n") }'
+}
+ipcache_list() {
+  { echo "0.0.0.0/0 2 0.0.0.0"
+    ip -4 -o addr show 2>/dev/null |
+      awk '$2 == "__HOST__" || $2 == "eth0" { split($4, a, "/"); print a[1] "/32", 1, "0.0.0.0" }'
+    peers | awk '{ print $2 "/32", 6, "0.0.0.0"; print $3 "/32", 6, $2; print $1, 2, $2 }'
+  } | sort -u -k1,1 | awk -v json="$1" -v v="$V" '
+    { n++; k[n] = $1; f = "<none>"; if ($3 != "0.0.0.0" && v != "1.17") f = "hastunnel"
+      val[n] = "identity=" $2 " encryptkey=0 tunnelendpoint=" $3 " flags=" f
+      if (length(k[n]) > w1) w1 = length(k[n]); if (length(val[n]) > w2) w2 = length(val[n]) }
+    END {
+      if (json) { printf "{"
+                  for (i = 1; i <= n; i++) { s = val[i]; gsub(/</, "\\\\u003c", s); gsub(/>/, "\\\\u003e", s)
+                                             printf "%s\n  \"%s\": [\n    \"%s\"\n  ]", (i > 1 ? "," : ""), k[i], s }
+                  print (n ? "\n}\n" : "}\n"); exit }
+      if (!n) { print "No entries found." > "/dev/stderr"; exit }
+      if (w1 < 17) w1 = 17
+      printf "%-" w1 + 3 "s%-" w2 + 3 "s\n", "IP PREFIX/ADDRESS", "IDENTITY"
+      for (i = 1; i <= n; i++) printf "%-" w1 + 3 "s%-" w2 + 3 "s\n", k[i], val[i] }'
+}
 case "$*" in
-  "bpf tunnel list -o json") json=1 ;;
-  "bpf tunnel list") json= ;;
-  *) echo "cilium-dbg (vxlan lab stand-in): only 'bpf tunnel list [-o json]' is supported" >&2; exit 1 ;;
+  "bpf tunnel list -o json") [ "$V" = 1.17 ] && { tunnel_list 1; exit 0; } ;;
+  "bpf tunnel list") [ "$V" = 1.17 ] && { tunnel_list ""; exit 0; } ;;
+  "bpf ipcache list -o json") ipcache_list 1; exit 0 ;;
+  "bpf ipcache list") ipcache_list ""; exit 0 ;;
 esac
-ip route show table {TABLE} | awk -v json="$json" '
-  $0 ~ / encap ip / {{ split($1, p, "/"); for (i = 1; i < NF; i++) if ($i == "dst") d = $(i + 1)
-                      k[++n] = p[1]; v[n] = d }}
-  END {{
-    if (json) {{ printf "{{"
-                 for (i = 1; i <= n; i++) printf "%s\\n  \\"%s\\": [\\"%s:0\\"]", (i > 1 ? "," : ""), k[i], v[i]
-                 print "\\n}}" }}
-    else {{ print "TUNNEL       VALUE"; for (i = 1; i <= n; i++) printf "%-12s %s:0\\n", k[i], v[i] }}
-  }}'
+case "$1 $2" in
+  "bpf tunnel") [ "$V" = 1.17 ] || { shift 2; no_tunnel_cmd "$@"; } ;;
+esac
+echo "cilium-dbg (vxlan lab stand-in): only 'bpf tunnel list' and 'bpf ipcache list' [-o json] are supported" >&2
+exit 1
 """
 
 
-def write_cilium_dbg(bin_dirs: list) -> None:
-    """The cilium-dbg stand-in first on every node's PATH (each node's bin dir)."""
+def check_version(version: str | None, preset: str) -> None:
+    """`lab up --cilium-version`: only for the cilium preset, only a version the stand-in answers as."""
+    if version is None:
+        return
+    if preset != "cilium":
+        raise LabError("--cilium-version sets the cilium preset's cilium-dbg: use it with --preset cilium")
+    if version not in VERSIONS:
+        raise LabError(f"unknown --cilium-version {version!r}: use {' or '.join(VERSIONS)}")
+
+
+def write_cilium_dbg(bin_dirs: list, version: str = DEFAULT_VERSION) -> None:
+    """The cilium-dbg stand-in of that Cilium version first on every node's PATH (each node's bin dir)."""
+    text = (CILIUM_DBG.replace("__VERSION__", version).replace("__TABLE__", str(TABLE))
+            .replace("__HOST__", HOST))
     for bin_dir in bin_dirs:
         path = bin_dir / "cilium-dbg"
-        path.write_text(CILIUM_DBG)
+        path.write_text(text)
         path.chmod(0o755)
 
 

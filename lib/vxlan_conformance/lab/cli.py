@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import faults, plan, subnets
+from . import cilium, faults, plan, subnets
 from .errors import LabError
 from .lab import Lab, preflight
 
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="nodes alternate over N (1 or 2) underlay subnets joined by a router namespace")
     up.add_argument("--vxlan-mode", choices=list(subnets.VXLAN_MODES), default="Always",
                     help="calico: the IPPool's vxlanMode (CrossSubnet: same-subnet peers routed without VXLAN)")
+    up.add_argument("--cilium-version", choices=list(cilium.VERSIONS), default=None,
+                    help=f"cilium: the Cilium its cilium-dbg stand-in answers as (default {cilium.DEFAULT_VERSION}; "
+                         "1.18: no `bpf tunnel`, the tunnel endpoints are in `bpf ipcache list`)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -76,8 +79,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                        inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
                        etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
                        direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
-                       vxlan_mode=args.vxlan_mode)
-        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
+                       vxlan_mode=args.vxlan_mode, cilium_version=args.cilium_version)
+        version = f" v{state.cilium_version}" if state.cilium_version else ""
+        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset}{version} {state.device} "
               f"port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":
         lab.down()
@@ -96,7 +100,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _table(status: dict) -> str:
     if not status["up"]:
         return f"lab {status['instance']} is down"
-    head = (f"lab {status['instance']}: {status['preset']} {status['device']} port {status['port']} "
+    version = f" v{status['cilium_version']}" if status.get("cilium_version") else ""
+    head = (f"lab {status['instance']}: {status['preset']}{version} {status['device']} port {status['port']} "
             f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}{_underlay(status)}")
     rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
     rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],

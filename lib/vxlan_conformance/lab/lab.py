@@ -45,7 +45,7 @@ class Lab:
            faults: Sequence[str] = (), inventory_path: str | None = None,
            cluster_view: str = "kubectl", flanneld: str | None = None, etcd_prefix: str | None = None,
            public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False, underlay_subnets: int = 1,
-           vxlan_mode: str = "Always") -> LabState:
+           vxlan_mode: str = "Always", cilium_version: str | None = None) -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -56,6 +56,7 @@ class Lab:
             raise LabError("cluster view etcd holds flannel leases: use it with --preset flannel")
         if flanneld and preset != "flannel":
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
+        cilium.check_version(cilium_version, preset)
         real_flannel.check_options(bool(flanneld), nodes, etcd_prefix, public_ip_overwrite, direct_routing)
         if direct_routing:  # flannel's DirectRouting shows only where some peers are on another subnet
             underlay_subnets = subnets.MAX_SUBNETS
@@ -72,6 +73,8 @@ class Lab:
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
             _split_underlay(state, underlay_subnets, vxlan_mode)
+            if chosen.name == "cilium":
+                state.cilium_version = cilium_version or cilium.DEFAULT_VERSION
             if flanneld_path:
                 state.flanneld, state.flanneld_version = flanneld_path, real_flannel.version_of(flanneld_path)
                 real_flannel.set_options(state, etcd_prefix, public_ip_overwrite, direct_routing)
@@ -140,6 +143,7 @@ class Lab:
                   "sshd_alive": proc_start(n.sshd_pid) == n.sshd_start} for n in state.nodes]
         return {"instance": state.instance, "up": True, "preset": state.preset, "device": state.device,
                 "port": state.port, "vni": state.vni, "cluster_view": state.cluster_view,
+                "cilium_version": state.cilium_version,
                 "faults": list(state.faults), "nodes": nodes,
                 "underlay": {"subnets": state.underlay_subnets, "direct_routing": state.direct_routing,
                              "vxlan_mode": state.vxlan_mode if state.preset == "calico" else None},
@@ -266,7 +270,8 @@ class Lab:
             etcd.write(state, want)
         kubectl.write(state, want)
         if state.preset == "cilium":  # a cilium-dbg stand-in that reads the stand-in tunnel map
-            cilium.write_cilium_dbg([state.state_dir / "nodes" / n.name / "bin" for n in state.nodes])
+            cilium.write_cilium_dbg([state.state_dir / "nodes" / n.name / "bin" for n in state.nodes],
+                                    state.cilium_version or cilium.DEFAULT_VERSION)
         fault_rules.apply_hostile(state, want)
         node_files.write(state, want)
         save(state)

@@ -49,6 +49,7 @@ class LabState:
     direct_routing: bool = False  # flannel's DirectRouting (implies two underlay subnets)
     underlay_subnets: int = 1  # lab up --underlay-subnets: nodes on this many routed subnets (subnets.py)
     vxlan_mode: str = "Always"  # calico: the IPPool's vxlanMode (lab up --vxlan-mode)
+    cilium_version: str = ""  # cilium: the version its cilium-dbg stand-in answers as (lab up --cilium-version)
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:

@@ -52,6 +52,7 @@ class NodeFacts:
     udp_port_bound: bool | None = None  # a socket (the VXLAN kernel socket) is bound to the port
     firewall_port_rules: list[str] = field(default_factory=list)  # iptables/nft rules naming the port
     tunnel_map: dict[str, str] | None = None  # Cilium: pod CIDR address -> tunnel endpoint; None: not read
+    tunnel_source: str | None = None  # Cilium: the command tunnel_map was read with (tunnel map or ipcache)
     absent_tools: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     raw: dict[str, str] = field(default_factory=dict)  # section texts (capped), evidence for reports

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.unit import builders
-from tests.unit.builders import calico_run, cilium_run, failures, flannel_mac, flannel_run
+from tests.unit.builders import calico_run, cilium_run, cilium_v118_run, failures, flannel_mac, flannel_run
 from vxlan_conformance import catalog, checks
 from vxlan_conformance.model.advertised import Advertised
 from vxlan_conformance.model.evidence import Capture, PairEvidence, ReceivePath, RuleHits
@@ -653,6 +653,14 @@ ROWS = [
         {("peer-tunnel", "node1->node2", "TUNNEL_MISSING"), ("datapath", "node1->node2", "TUNNEL_MISSING")}),
     row("cilium: tunnel map entry to a wrong address", cilium_run, _tunnel("198.18.192.77", "node3"),
         {("peer-tunnel", "node1->node3", "TUNNEL_WRONG_DST"), ("datapath", "node1->node3", "TUNNEL_WRONG_DST")}),
+    row("cilium v1.18 healthy (tunnel endpoints from the ipcache)", cilium_v118_run, _nothing, set()),
+    row("cilium v1.18: ipcache pod CIDR entry missing", cilium_v118_run, _tunnel(None),
+        {("peer-tunnel", "node1->node2", "TUNNEL_MISSING"), ("datapath", "node1->node2", "TUNNEL_MISSING")}),
+    row("cilium v1.18: ipcache pod CIDR entry to a wrong address", cilium_v118_run, _tunnel("198.18.192.77", "node3"),
+        {("peer-tunnel", "node1->node3", "TUNNEL_WRONG_DST"), ("datapath", "node1->node3", "TUNNEL_WRONG_DST")}),
+    row("cilium v1.18: CiliumNode names a wrong InternalIP", cilium_v118_run, _cilium_internal_ip,
+        {("public-ip", "node3", "PUBLIC_IP_MISMATCH"), ("datapath", "node1->node3", "PUBLIC_IP_MISMATCH"),
+         ("datapath", "node2->node3", "PUBLIC_IP_MISMATCH")}),
     row("cilium: route to a peer's pod CIDR missing", cilium_run, _cilium_route,
         {("peer-route", "node1->node2", "ROUTE_MISSING"), ("datapath", "node1->node2", "ROUTE_MISSING")}),
     row("cilium: CiliumNode names a wrong InternalIP", cilium_run, _cilium_internal_ip,

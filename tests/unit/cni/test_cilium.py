@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.unit import builders
-from tests.unit.builders import ADDR, CIDR, CILIUM_NODES, MAC, ROUTER, tunnel_map
+from tests.unit.builders import ADDR, CIDR, CILIUM_NODES, IPCACHE_LIST, MAC, ROUTER, go_json, ipcache_list, tunnel_map
 from vxlan_conformance import cni
 from vxlan_conformance.checks import datapath, peers, public_ip, vtep
 from vxlan_conformance.collect import cluster_view, facts
@@ -24,7 +24,17 @@ def section(name: str, body: str, rc: int = 0) -> str:
     return f"{facts.MARKER} {name}\n{body}\n{facts.MARKER} {name} rc={rc}\n"
 
 
-def node_output(host: str, skip_route_to: str | None = None, tunnel: dict | None = None) -> str:
+def tunnel_section(tunnel: dict | None, read: str | None, rc: int = 0) -> str:
+    """The collect script's tunnel section: the command it read, then that command's output (rc 127: no
+    cilium-dbg on the node's PATH)."""
+    if tunnel is None:
+        return section("tunnel", "", 127)
+    head = f"{facts._READ} {read}\n" if read else ""
+    return section("tunnel", head + (go_json(tunnel) if read == IPCACHE_LIST else json.dumps(tunnel)), rc)
+
+
+def node_output(host: str, skip_route_to: str | None = None, tunnel: dict | None = None,
+                read: str | None = None) -> str:
     """What the collect script prints on a Cilium node (text iproute2, as `ip` 6.1 shows it)."""
     me = ROUTER[host]
     link = (f"5: cilium_vxlan: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT "
@@ -53,7 +63,7 @@ def node_output(host: str, skip_route_to: str | None = None, tunnel: dict | None
         section("machine_id", f"{abs(hash(host)):032x}"[:32]), section("uid", "0"),
         section("link", link), section("addr", addr), section("route", "\n".join(routes)),
         section("neigh", ""), section("fdb", ""), section("python", "/usr/bin/python3 Python 3.11.2"),
-        section("tunnel", json.dumps(tunnel)) if tunnel is not None else section("tunnel", "", 127)])
+        tunnel_section(tunnel, read)])
 
 
 def view_outputs(wrong_internal: dict[str, str] | None = None) -> tuple[str, str]:
@@ -69,13 +79,13 @@ def view_outputs(wrong_internal: dict[str, str] | None = None) -> tuple[str, str
 
 
 def cilium_run(*, skip_route: tuple[str, str] | None = None, wrong_internal: dict[str, str] | None = None,
-               view: bool = True, tunnels: dict[str, dict] | None = None) -> RunData:
+               view: bool = True, tunnels: dict[str, dict] | None = None, read: str | None = None) -> RunData:
     overlay = {"cni": "cilium", "device": "cilium_vxlan", "port": 8472, "vni": 0, "probe_port": 18472}
     run = RunData("lab.yaml", "2026-12-05T00:00:00Z", list(NODES), dict(ADDR), overlay)
     for host in NODES:
         skip = skip_route[1] if skip_route and skip_route[0] == host else None
-        run.facts[host] = facts.parse(host, node_output(host, skip, (tunnels or {}).get(host)), "cilium_vxlan",
-                                      ADDR[host])
+        run.facts[host] = facts.parse(host, node_output(host, skip, (tunnels or {}).get(host), read),
+                                      "cilium_vxlan", ADDR[host])
     if view:
         nodes_json, cnodes_json = view_outputs(wrong_internal)
         # one SSH command: the NodeList, then each CiliumNode list after its section marker
@@ -169,7 +179,8 @@ def test_cilium_device_mtu_is_the_underlay_mtu():
 
 def test_tunnel_map_not_readable_is_said_not_checked():
     result = peers.tunnel(cilium_run(), "node1", "node2")  # the registry turns NotApplicable into a skip
-    assert not result.codes and "tunnel map is not checked" in result.skipped and "cilium-dbg" in result.skipped
+    assert not result.codes and "tunnel endpoints are not checked" in result.skipped
+    assert "no `cilium-dbg`" in result.skipped and "`bpf ipcache list` from v1.18" in result.skipped
 
 
 def test_tunnel_map_read_from_cilium_dbg_is_compared_with_the_advertised_addresses():
@@ -184,3 +195,68 @@ def test_tunnel_map_read_from_cilium_dbg_is_compared_with_the_advertised_address
     assert wrong.codes == ("TUNNEL_WRONG_DST",) and "198.18.192.77" in wrong.message
     assert datapath.config_cause(run, "node1", "node2")[0] == ("TUNNEL_MISSING",)
     assert datapath.config_cause(run, "node1", "node3")[0] == ("TUNNEL_WRONG_DST",)
+
+
+def v118_run(tunnels: dict[str, dict] | None = None) -> RunData:
+    """Cilium v1.18: no tunnel map, the collect script read every node's ipcache."""
+    return cilium_run(tunnels=tunnels or {h: ipcache_list(h) for h in NODES}, read=IPCACHE_LIST)
+
+
+def test_healthy_v1_18_cluster_compares_every_tunnel_endpoint_from_the_ipcache():
+    run = v118_run()
+    assert run.facts["node2"].tunnel_map == {"100.127.1.0": "198.18.192.1", "100.127.3.0": "198.18.192.3"}
+    assert run.facts["node2"].tunnel_source == IPCACHE_LIST
+    results = every_result(run)
+    assert {c: [r.subject for r in rs if r.codes] for c, rs in results.items() if any(r.codes for r in rs)} == {}
+    assert len(results["peer-tunnel"]) == 6 and all(r.passed and not r.skipped for r in results["peer-tunnel"])
+
+
+def test_v1_18_ipcache_missing_or_wrong_pod_cidr_entry_is_named_with_the_command_read():
+    """node1's ipcache lost node2's pod CIDR entry (node2's router IP still has its /32, which is no pod
+    CIDR) and sends node3's pod CIDR to a wrong address: the same codes as with the tunnel map."""
+    broken = ipcache_list("node1")
+    del broken[CIDR["node2"]]
+    broken[CIDR["node3"]] = ["identity=2 encryptkey=0 tunnelendpoint=198.18.192.77 flags=hastunnel"]
+    run = v118_run({"node1": broken, "node2": ipcache_list("node2"), "node3": ipcache_list("node3")})
+    missing = peers.tunnel(run, "node1", "node2")
+    assert missing.codes == ("TUNNEL_MISSING",)
+    assert missing.message == "node1's ipcache has no pod CIDR entry with a tunnel endpoint for node2's pod CIDR " \
+                              "100.127.2.0"
+    assert missing.evidence.startswith(f"node1: {IPCACHE_LIST}\n100.127.3.0 198.18.192.77")
+    wrong = peers.tunnel(run, "node1", "node3")
+    assert wrong.codes == ("TUNNEL_WRONG_DST",)
+    assert wrong.message == "node1's ipcache sends node3's pod CIDR 100.127.3.0 to 198.18.192.77, but node3's " \
+                            "address is 198.18.192.3"
+    assert peers.tunnel(run, "node2", "node1").passed
+    codes, message = datapath.config_cause(run, "node1", "node2")
+    assert codes == ("TUNNEL_MISSING",) and "node1's ipcache has no tunnel endpoint for 100.127.2.0" in message
+    assert datapath.config_cause(run, "node1", "node3")[0] == ("TUNNEL_WRONG_DST",)
+
+
+def test_v1_18_pod_cidr_entry_that_skips_the_tunnel_is_no_tunnel_endpoint():
+    skipping = ipcache_list("node1")
+    skipping[CIDR["node2"]] = ["identity=2 encryptkey=0 tunnelendpoint=198.18.192.2 flags=skiptunnel,hastunnel"]
+    run = v118_run({"node1": skipping, "node2": ipcache_list("node2"), "node3": ipcache_list("node3")})
+    assert peers.tunnel(run, "node1", "node2").codes == ("TUNNEL_MISSING",)
+
+
+def test_tunnel_map_evidence_names_the_tunnel_list_command():
+    broken = tunnel_map("node1")
+    del broken["100.127.2.0"]
+    run = cilium_run(tunnels={"node1": broken}, read="cilium-dbg bpf tunnel list -o json")
+    missing = peers.tunnel(run, "node1", "node2")
+    assert missing.message == "node1's tunnel map has no entry for node2's pod CIDR 100.127.2.0"
+    assert missing.evidence.startswith("node1: cilium-dbg bpf tunnel list -o json\n")
+
+
+def test_ipcache_that_cannot_be_read_is_a_skip_naming_that_command():
+    run = cilium_run()
+    run.facts["node1"] = facts.parse("node1", node_output("node1").replace(
+        section("tunnel", "", 127),
+        section("tunnel", f"{facts._READ} {IPCACHE_LIST}\nError: Unable to open map", 1)), "cilium_vxlan",
+        ADDR["node1"])
+    result = peers.tunnel(run, "node1", "node2")
+    assert not result.codes
+    assert result.skipped == (f"node1: the tunnel endpoints are not checked: `{IPCACHE_LIST}` could not be read "
+                              "(section tunnel: rc=1: Error: Unable to open map)")
+    assert peers.route(run, "node1", "node2").passed  # the routes are still compared

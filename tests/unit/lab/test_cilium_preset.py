@@ -3,8 +3,13 @@ stand-in table), what the kubectl stand-in answers (Node + CiliumNode), and whic
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
+from vxlan_conformance.collect import facts
 from vxlan_conformance.lab import cilium, kubectl, plan
 from vxlan_conformance.lab.errors import LabError
 from vxlan_conformance.lab.faults import check_preset, desired, parse
@@ -65,3 +70,77 @@ def test_fdb_faults_do_not_apply_to_cilium_and_tunnel_faults_only_to_it():
     with pytest.raises(LabError, match="does not apply to the flannel preset"):
         check_preset([parse("missing-route@node2", NAMES)], "flannel")
     check_preset([parse("blocked-port@node1->node2", NAMES), parse("bad-checksum@node2", NAMES)], "cilium")
+
+
+# -- the cilium-dbg stand-in, run with a fake `ip` that prints a node's stand-in table and addresses --------
+
+ROUTES = ("100.64.2.0/24  encap ip id 6 src 0.0.0.0 dst 198.18.0.12 ttl 64 tos 0 via 100.64.2.37 dev cilium_vxlan "
+          "onlink \n100.64.3.0/24  encap ip id 6 src 0.0.0.0 dst 198.18.0.13 ttl 64 tos 0 via 100.64.3.140 dev "
+          "cilium_vxlan onlink \nunreachable 100.64.0.0/10 \n")
+ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+         "2: eth0    inet 198.18.0.11/20 brd 198.18.15.255 scope global eth0\\       valid_lft forever\n"
+         "4: cilium_host    inet 100.64.1.87/32 scope global cilium_host\\       valid_lft forever\n")
+
+
+def stand_in(tmp_path, version: str, *args: str, routes: str = ROUTES) -> subprocess.CompletedProcess:
+    """Run the stand-in of `version` with a fake `ip` first on PATH (table 2004 and `ip -4 -o addr show`)."""
+    (tmp_path / "routes").write_text(routes)
+    (tmp_path / "addrs").write_text(ADDRS)
+    fake = tmp_path / "ip"
+    fake.write_text(f'#!/bin/sh\ncase "$*" in\n  "route show table {cilium.TABLE}") cat {tmp_path}/routes ;;\n'
+                    f'  "-4 -o addr show") cat {tmp_path}/addrs ;;\n  *) exit 1 ;;\nesac\n')
+    fake.chmod(0o755)
+    cilium.write_cilium_dbg([tmp_path], version)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    return subprocess.run([str(tmp_path / "cilium-dbg"), *args], capture_output=True, text=True, timeout=10, env=env)
+
+
+def test_v1_17_stand_in_lists_the_tunnel_map_as_cilium_dbg_does(tmp_path):
+    out = stand_in(tmp_path, "1.17", "bpf", "tunnel", "list", "-o", "json")
+    assert out.returncode == 0 and out.stdout.endswith("}\n\n")
+    assert json.loads(out.stdout) == {"100.64.2.0": ["198.18.0.12:0"], "100.64.3.0": ["198.18.0.13:0"]}
+    empty = stand_in(tmp_path, "1.17", "bpf", "tunnel", "list", "-o", "json", routes="")
+    assert empty.stdout == "{}\n\n"
+
+
+def test_v1_18_stand_in_has_no_tunnel_command_as_cobra_answers_for_bpf(tmp_path):
+    """cilium-dbg v1.18 has no `bpf tunnel` (cilium/cilium #38839): cobra stops at `bpf` and fails to parse
+    -o (defined only on `list`): the error on stderr, `bpf`'s usage and the error again on stdout, exit 1."""
+    out = stand_in(tmp_path, "1.18", "bpf", "tunnel", "list", "-o", "json")
+    assert out.returncode == 1
+    assert out.stderr == "Error: unknown shorthand flag: 'o' in -o\n"
+    assert out.stdout.startswith("Usage:\n  cilium-dbg bpf [command]\n\nAvailable Commands:\n")
+    assert out.stdout.endswith('more information about a command.\n\nunknown shorthand flag: \'o\' in -o\n')
+    assert "\n  tunnel " not in out.stdout and "\n  ipcache     Manage the IPCache" in out.stdout
+    long_flag = stand_in(tmp_path, "1.18", "bpf", "tunnel", "list", "--output=json")
+    assert long_flag.returncode == 1 and long_flag.stderr == "Error: unknown flag: --output\n"
+    helped = stand_in(tmp_path, "1.18", "bpf", "tunnel", "list")  # no flag to fail: `bpf`'s help, exit 0
+    assert helped.returncode == 0 and helped.stdout.startswith("Direct access to local BPF maps\n\nUsage:\n")
+
+
+@pytest.mark.parametrize("version", ["1.17", "1.18"])
+def test_stand_in_ipcache_list_is_upstreams_format_from_the_same_table(tmp_path, version):
+    out = stand_in(tmp_path, version, "bpf", "ipcache", "list", "-o", "json")
+    assert out.returncode == 0 and out.stdout.endswith("}\n\n") and "\\u003cnone\\u003e" in out.stdout
+    data = json.loads(out.stdout)
+    assert list(data) == sorted(data)
+    flags = "hastunnel" if version == "1.18" else "<none>"  # v1.17's flags print only skiptunnel
+    assert data["100.64.2.0/24"] == [f"identity=2 encryptkey=0 tunnelendpoint=198.18.0.12 flags={flags}"]
+    assert data["100.64.3.140/32"] == [f"identity=6 encryptkey=0 tunnelendpoint=198.18.0.13 flags={flags}"]
+    assert data["198.18.0.12/32"] == ["identity=6 encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>"]
+    assert data["100.64.1.87/32"] == data["198.18.0.11/32"] == [
+        "identity=1 encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>"]
+    assert data["0.0.0.0/0"] == ["identity=2 encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>"]
+    assert facts._ipcache_tunnels(out.stdout) == {"100.64.2.0": "198.18.0.12", "100.64.3.0": "198.18.0.13"}
+    text = stand_in(tmp_path, version, "bpf", "ipcache", "list").stdout.splitlines()
+    assert text[0].split() == ["IP", "PREFIX/ADDRESS", "IDENTITY"] and len(text) == 1 + len(data)
+    assert {" ".join(line.split()) for line in text[1:]} == {f"{k} {v[0]}" for k, v in data.items()}
+
+
+def test_cilium_version_only_for_the_cilium_preset_and_a_known_version():
+    cilium.check_version(None, "flannel")
+    cilium.check_version("1.18", "cilium")
+    with pytest.raises(LabError, match="use it with --preset cilium"):
+        cilium.check_version("1.18", "flannel")
+    with pytest.raises(LabError, match="unknown --cilium-version '1.19': use 1.17 or 1.18"):
+        cilium.check_version("1.19", "cilium")
