@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="nodes alternate over N (1 or 2) underlay subnets joined by a router namespace")
     up.add_argument("--vxlan-mode", choices=list(subnets.VXLAN_MODES), default="Always",
                     help="calico: the IPPool's vxlanMode (CrossSubnet: same-subnet peers routed without VXLAN)")
+    up.add_argument("--calico-bpf", action="store_true",
+                    help="calico: felix's eBPF dataplane (flow-based vxlan.calico, no FDB; lab/calico_bpf.py)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -76,9 +78,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                        inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
                        etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
                        direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
-                       vxlan_mode=args.vxlan_mode)
-        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset} {state.device} "
-              f"port {state.port}, inventory {state.inventory_path}")
+                       vxlan_mode=args.vxlan_mode, calico_bpf=args.calico_bpf)
+        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {_preset(state.preset, state.calico_bpf)} "
+              f"{state.device} port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":
         lab.down()
         print(f"lab {args.instance} down")
@@ -96,11 +98,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _table(status: dict) -> str:
     if not status["up"]:
         return f"lab {status['instance']} is down"
-    head = (f"lab {status['instance']}: {status['preset']} {status['device']} port {status['port']} "
-            f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}")
+    head = (f"lab {status['instance']}: {_preset(status['preset'], status.get('calico_bpf'))} {status['device']} "
+            f"port {status['port']} vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}")
     rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
     rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],
               f"{n['sshd_pid']}{'' if n['sshd_alive'] else ' (dead)'}") for n in status["nodes"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join([head, *lines])
+
+
+def _preset(name: str, bpf: bool | None) -> str:
+    """`calico (eBPF)` for felix's eBPF mode: what `up` and `status` print."""
+    return f"{name} (eBPF)" if bpf else name

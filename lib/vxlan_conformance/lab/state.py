@@ -49,6 +49,7 @@ class LabState:
     direct_routing: bool = False  # flannel's DirectRouting (implies two underlay subnets)
     underlay_subnets: int = 1  # lab up --underlay-subnets: nodes on this many routed subnets (subnets.py)
     vxlan_mode: str = "Always"  # calico: the IPPool's vxlanMode (lab up --vxlan-mode)
+    calico_bpf: bool = False  # calico: felix in eBPF mode (lab up --calico-bpf, lab/calico_bpf.py)
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:
