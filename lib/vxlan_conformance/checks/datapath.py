@@ -267,6 +267,8 @@ def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | N
                 f"then {b}'s own firewall drops them: {quoted}" + _joined(proof))
     drops = path.rp_filter_drops_delta or 0
     strict = max(path.rp_filter.values(), default=0)
+    if drops > 0 and strict and route_cause(run, b, a):
+        return None  # B has no route back to A's overlay at all, so any rp_filter drops it: B->A names the route
     if drops > 0 and strict:
         modes = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
         return (("RP_FILTER_DROP",),
