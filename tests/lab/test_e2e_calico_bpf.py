@@ -39,6 +39,11 @@ SCENARIOS = {
                    | {(p, "VXLAN_PORT_MISMATCH") for p in into("node2") | {"node2->node1", "node2->node3"}}),
     # node2's NIC takes 1400 bytes: its peers' 1450-byte overlay packets (felix's route MTU) die there
     "underlay-mtu": (["underlay-mtu=1400@node2"], {(p, "UNDERLAY_MTU_TOO_SMALL") for p in into("node2")}),
+    # node3 carries node2's MAC (a VXLANTunnelMACAddr annotation): with no FDB nobody sends node2's traffic to
+    # node3, but each kernel drops frames whose inner source is its own MAC (vxlan_set_mac), so between them
+    "dup-vtep-mac": (["dup-vtep-mac@node2,node3"], {("node2", "VTEP_MAC_DUPLICATE"), ("node3", "VTEP_MAC_DUPLICATE"),
+                                                    ("node2->node3", "VTEP_MAC_DUPLICATE"),
+                                                    ("node3->node2", "VTEP_MAC_DUPLICATE")}),
     # node3's IPv4Address names the NAT address every node holds: peers tunnel node3's traffic there
     "wrong-public-ip": (["wrong-public-ip@node3"], {("node3", "PUBLIC_IP_MISMATCH")}
                        | {(p, "PUBLIC_IP_MISMATCH") for p in into("node3")}),
@@ -117,6 +122,9 @@ def test_calico_ebpf_faults_are_named_exactly(bpf_lab, tmp_path, scenario):
         lab.clear_faults()
     assert result.failures() == expected, result.output[-4000:]
     assert not {c for r in result.summary["results"] for c in r["codes"]} & NEVER_IN_BPF
+    for r in result.summary["results"]:   # the sizes felix's eBPF mode really sends: its route MTU, not the device's
+        if "UNDERLAY_MTU_TOO_SMALL" in r["codes"]:
+            assert "up to 1500 bytes (MTU 1450 on its routes into vxlan.calico + 50 bytes VXLAN)" in r["message"]
 
 
 @pytest.mark.parametrize("fault", sorted(BPF_EXCLUDED))
