@@ -126,7 +126,22 @@ class Calico(Cni):
     def not_applicable(self, check: str, run: RunData | None = None) -> str | None:
         if run is not None and check in NOT_IN_BPF and self.bpf_mode(run):
             return f"{BPF_NA}: {NOT_IN_BPF[check]}"
+        if run is not None and check == "datapath" and (where := self.host_address_source(run)):
+            return (f"Calico eBPF mode with FelixConfiguration {where} bpfOverlayHostSourceIP HostAddress: felix puts "
+                    "no tunnel address on vxlan.calico (vxlan_mgr.go:334-340), so no node answers at its VXLAN "
+                    "tunnel address and the overlay cannot be probed; routes and neighbours are still "
+                    "checked")
         return super().not_applicable(check, run)
+
+    def host_address_source(self, run: RunData) -> str | None:
+        """eBPF mode with BPFOverlayHostSourceIP HostAddress (not the default TunnelAddress,
+        felix/config/config_params.go): the FelixConfiguration(s) that say so, else None."""
+        if not self.bpf_mode(run):
+            return None
+        felix = _calico(run).get("felix") or {}
+        named = [("default" if name == "default" else f"node.{name}") for name, spec in sorted(felix.items())
+                 if (spec or {}).get("bpfOverlayHostSourceIP") == "HostAddress"]
+        return ", ".join(named) or None
 
     def device_config(self, run: RunData) -> dict[str, object]:
         """eBPF mode: flow-based (external, so id 0), still the configured port and nolearning (vxlan_mgr.go

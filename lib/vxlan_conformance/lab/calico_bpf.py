@@ -7,7 +7,8 @@ FAITHFUL to felix in eBPF mode (what `ip`, `bridge`, tcpdump and the suite see):
   nolearning, the VTEP MAC felix derives (felix/dataplane/linux/vxlan_mgr.go device(): FlowBased when
   BPFEnabled; vishvananda/netlink addVxlanAttrs sends ttl 0, tos 0 and no learning); its MTU is left to the
   kernel (int_dataplane.go: vxlanMTU = 0 when BPFEnabled); the tunnel address as /32 on it (vxlan_mgr.go
-  keeps it: BPFOverlayHostSourceIP defaults to TunnelAddress, felix/config/config_params.go).
+  keeps it: BPFOverlayHostSourceIP defaults to TunnelAddress, felix/config/config_params.go;
+  `--bpf-overlay-host-source-ip HostAddress`: none).
 - no FDB entries; per remote VTEP a permanent neighbour tunnel IP -> VTEP MAC (int_dataplane.go builds
   the FDB with vxlanfdb.WithNeighUpdatesOnly(); felix/vxlanfdb/vxlan_fdb.go SetVTEPs/Apply).
 - felix's routes as in iptables mode (route_mgr.go updateRoutes; lab/overlay.py calico_routes), the
@@ -111,9 +112,10 @@ def _random_mac() -> str:
 
 
 def node_script(instance: int, want: Desired, node: LabNode, nodes: list[LabNode], vni: int, port: int,
-                fresh: bool, subnet_count: int, vxlan_mode: str) -> str:
+                fresh: bool, subnet_count: int, vxlan_mode: str, tunnel_address: bool = True) -> str:
     """One sh script per node, run with `ip netns exec`: reset (unless fresh), devices, sysctls, addresses,
-    routes, neighbours, the stand-in table and its nft rule."""
+    routes, neighbours, the stand-in table and its nft rule. tunnel_address=False: BPFOverlayHostSourceIP
+    HostAddress, felix puts no address on the device (vxlan_mgr.go device(): addr = "")."""
     name = node.name
     direct = overlay.calico_direct(instance, want, node, nodes, subnet_count, vxlan_mode)
     mtu, out_mac = vxlan_mtu(want, node), _random_mac()
@@ -127,7 +129,7 @@ def node_script(instance: int, want: Desired, node: LabNode, nodes: list[LabNode
         f"link add {DEVICE} address {want.macs[name]} type vxlan external dstport {want.ports.get(name, port)} "
         "ttl 0 tos 0 nolearning noproxy norsc nol2miss nol3miss",
         f"link add {BPF_IN} mtu {mtu} type veth peer name {BPF_OUT} address {out_mac} mtu {mtu}"]
-    up = [f"link set {DEVICE} up", f"address add {node.vtep_ip}/32 dev {DEVICE}",
+    up = [f"link set {DEVICE} up", *([f"address add {node.vtep_ip}/32 dev {DEVICE}"] if tunnel_address else []),
           f"link set {BPF_IN} up", f"link set {BPF_OUT} up",
           f"neigh replace {BPFNAT_GW} lladdr {out_mac} dev {BPF_IN} nud permanent",
           f"route replace {BPFNAT_GW} dev {BPF_IN} proto {RTPROT_BOOT} scope link"]
@@ -146,8 +148,8 @@ def _batch(tool: str, lines: list[str]) -> str:
 
 
 def program(instance: int, want: Desired, nodes: list[LabNode], vni: int, port: int, fresh: bool,
-            subnet_count: int = 1, vxlan_mode: str = "Always") -> None:
+            subnet_count: int = 1, vxlan_mode: str = "Always", tunnel_address: bool = True) -> None:
     """Make every node hold exactly `want`, as felix in eBPF mode programs it."""
     run_many([(["ip", "netns", "exec", n.netns, "sh", "-s"],
-               node_script(instance, want, n, nodes, vni, port, fresh, subnet_count, vxlan_mode),
+               node_script(instance, want, n, nodes, vni, port, fresh, subnet_count, vxlan_mode, tunnel_address),
                f"programming {n.name} (calico eBPF)") for n in nodes], timeout=60)

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="calico: the IPPool's vxlanMode (CrossSubnet: same-subnet peers routed without VXLAN)")
     up.add_argument("--calico-bpf", action="store_true",
                     help="calico: felix's eBPF dataplane (flow-based vxlan.calico, no FDB; lab/calico_bpf.py)")
+    up.add_argument("--bpf-overlay-host-source-ip", choices=["TunnelAddress", "HostAddress"], default="TunnelAddress",
+                    help="with --calico-bpf: felix's BPFOverlayHostSourceIP (HostAddress: no address on vxlan.calico)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -78,7 +80,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                        inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
                        etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
                        direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
-                       vxlan_mode=args.vxlan_mode, calico_bpf=args.calico_bpf)
+                       vxlan_mode=args.vxlan_mode, calico_bpf=args.calico_bpf,
+                       bpf_host_source=args.bpf_overlay_host_source_ip)
         print(f"lab {state.instance} up: {len(state.nodes)} nodes, {_preset(state.preset, state.calico_bpf)} "
               f"{state.device} port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":

@@ -58,7 +58,8 @@ class Lab:
            faults: Sequence[str] = (), inventory_path: str | None = None,
            cluster_view: str = "kubectl", flanneld: str | None = None, etcd_prefix: str | None = None,
            public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False, underlay_subnets: int = 1,
-           vxlan_mode: str = "Always", calico_bpf: bool = False) -> LabState:
+           vxlan_mode: str = "Always", calico_bpf: bool = False,
+           bpf_host_source: str = "TunnelAddress") -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -71,6 +72,10 @@ class Lab:
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
         if calico_bpf and preset != "calico":
             raise LabError("--calico-bpf is felix's eBPF dataplane: use it with --preset calico")
+        if bpf_host_source not in ("TunnelAddress", "HostAddress"):
+            raise LabError(f"unknown BPFOverlayHostSourceIP {bpf_host_source!r}: use TunnelAddress or HostAddress")
+        if bpf_host_source != "TunnelAddress" and not calico_bpf:
+            raise LabError("--bpf-overlay-host-source-ip is felix's eBPF mode setting: use it with --calico-bpf")
         real_flannel.check_options(bool(flanneld), nodes, etcd_prefix, public_ip_overwrite, direct_routing)
         if direct_routing:  # flannel's DirectRouting shows only where some peers are on another subnet
             underlay_subnets = subnets.MAX_SUBNETS
@@ -86,7 +91,7 @@ class Lab:
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
-            state.calico_bpf = calico_bpf
+            state.calico_bpf, state.bpf_host_source = calico_bpf, bpf_host_source
             _split_underlay(state, underlay_subnets, vxlan_mode)
             if flanneld_path:
                 state.flanneld, state.flanneld_version = flanneld_path, real_flannel.version_of(flanneld_path)
@@ -363,7 +368,8 @@ def _split_underlay(state: LabState, count: int, vxlan_mode: str) -> None:
 def _program_overlay(state: LabState, want: Desired, fresh: bool) -> None:
     if state.calico_bpf:  # felix's eBPF mode: flow-based device, tc standing in for its BPF programs
         calico_bpf.program(state.instance, want, state.nodes, state.vni, state.port, fresh,
-                           subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode)
+                           subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode,
+                           tunnel_address=state.bpf_host_source == "TunnelAddress")
         return
     overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
                     preset=state.preset, subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode)

@@ -306,3 +306,19 @@ def test_ebpf_underlay_mtu_counts_felix_route_mtu_not_the_device_mtu():
     iptables["node2"].underlay = Interface("eth0", mtu=1400)
     assert "(vxlan.calico MTU 1450 + 50 bytes VXLAN)" in datapath.underlay_mtu_cause(
         run_of(view_output(), iptables), "node1", "node2")[1]
+
+
+def test_ebpf_host_address_mode_cannot_probe_the_overlay_and_says_why():
+    """bpfOverlayHostSourceIP HostAddress: felix leaves vxlan.calico without the tunnel address, so the mesh
+    has no overlay address to ping on any node; the datapath is one skip with the reason, not MESH_FAILED."""
+    facts = bpf_facts()
+    for f in facts.values():
+        f.addresses = [a for a in f.addresses if a.dev != "vxlan.calico"]
+    run = run_of(view_output(felix={"bpfEnabled": True, "bpfOverlayHostSourceIP": "HostAddress"}), facts)
+    reason = CALICO.not_applicable("datapath", run)
+    assert "FelixConfiguration default bpfOverlayHostSourceIP HostAddress" in reason
+    assert datapath.diagnose(run, "node1", "node2").skipped == reason
+    assert peers.route(run, "node1", "node2").passed and peers.neighbour(run, "node1", "node2").passed
+    for felix in ({"bpfEnabled": True}, {"bpfEnabled": True, "bpfOverlayHostSourceIP": "TunnelAddress"},
+                  {"bpfEnabled": False, "bpfOverlayHostSourceIP": "HostAddress"}):
+        assert CALICO.not_applicable("datapath", run_of(view_output(felix=felix), bpf_facts())) is None

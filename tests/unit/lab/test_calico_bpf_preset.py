@@ -135,3 +135,19 @@ def test_felix_configuration_says_bpf_enabled_and_status_says_ebpf():
               "port": 4789, "vni": 4096, "faults": [], "nodes": []}
     assert cli._table(status).startswith(f"lab {INSTANCE}: calico (eBPF) {DEVICE} port 4789")
     assert cli.build_parser().parse_args(["up", "--preset", "calico", "--calico-bpf"]).calico_bpf
+
+
+def test_host_address_mode_leaves_the_device_without_the_tunnel_address():
+    lab = nodes()
+    want = desired(INSTANCE, lab, [])
+    text = calico_bpf.node_script(INSTANCE, want, lab[0], lab, 4096, 4789, True, 1, "Always", tunnel_address=False)
+    assert f"address add {plan.vtep_ip(1)}/32" not in text
+    assert f"route add {plan.calico_blocks(2)[0]} via {plan.vtep_ip(2)} dev {DEVICE} onlink" in text   # routes stay
+    state = LabState(instance=INSTANCE, preset="calico", device=DEVICE, port=4789, vni=4096, nodes=lab,
+                     key_path="", known_hosts_path="", inventory_path="", etcd_endpoint="", calico_bpf=True,
+                     bpf_host_source="HostAddress")
+    spec = kubectl.calico_objects(state)["felixconfigurations"]["items"][0]["spec"]
+    assert spec["bpfOverlayHostSourceIP"] == "HostAddress"
+    args = cli.build_parser().parse_args(["up", "--preset", "calico", "--calico-bpf",
+                                          "--bpf-overlay-host-source-ip", "HostAddress"])
+    assert args.bpf_overlay_host_source_ip == "HostAddress"
