@@ -156,3 +156,15 @@ def test_host_address_mode_is_healthy_and_says_the_overlay_cannot_be_probed(lab,
     assert "bpfOverlayHostSourceIP HostAddress" in skipped["datapath"]["message"]
     passed = {(r["check"], r["subject"]) for r in result.summary["results"] if r["status"] == "passed"}
     assert {("peer-route", p) for p in PAIRS} | {("peer-neigh", p) for p in PAIRS} <= passed
+
+
+def test_crosssubnet_ebpf_is_healthy_and_same_subnet_pairs_are_direct(lab, tmp_path):
+    """vxlanMode CrossSubnet on two underlay subnets in eBPF mode: same-subnet peers routed on eth0 without a
+    tunnel key (cali_rt_is_same_subnet), the others over VXLAN; no failure, direct pairs noted as such."""
+    state = lab.up(nodes=4, preset="calico", calico_bpf=True, underlay_subnets=2, vxlan_mode="CrossSubnet",
+                   inventory_path=str(tmp_path / "calico-bpf-xs.yaml"))
+    result = run_suite(state.inventory_path, tmp_path / "reports")
+    assert result.failures() == set(), result.output[-4000:]
+    datapath = {r["subject"]: r for r in result.summary["results"] if r["check"] == "datapath"}
+    assert "direct pair, not VXLAN" in datapath["node1->node3"]["message"]
+    assert datapath["node1->node2"]["status"] == "passed" and "direct" not in datapath["node1->node2"]["message"]
