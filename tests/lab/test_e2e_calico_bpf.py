@@ -130,6 +130,22 @@ def test_calico_ebpf_faults_are_named_exactly(bpf_lab, tmp_path, scenario):
             assert "up to 1500 bytes (MTU 1450 on its routes into vxlan.calico + 50 bytes VXLAN)" in r["message"]
 
 
+def lab_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vxlan_conformance.lab", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_status_says_ebpf_and_a_running_lab_refuses_what_ebpf_cannot_have(bpf_lab):
+    lab, state = bpf_lab
+    status = lab_cli("status", "--instance", str(LAB_INSTANCE))
+    assert status.stdout.startswith(f"lab {LAB_INSTANCE}: calico (eBPF) vxlan.calico port 4789"), status.stdout
+    for fault in ("stale-fdb@node2", "mtu=1400@node2"):
+        done = lab_cli("fault", "--instance", str(LAB_INSTANCE), fault)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "does not apply to Calico eBPF mode" in done.stderr
+    assert lab.state().faults == []
+
+
 @pytest.mark.parametrize("fault", sorted(BPF_EXCLUDED))
 def test_faults_ebpf_mode_cannot_have_are_refused_in_one_line(fault, tmp_path):
     spec = f"{fault}{'=1400' if fault == 'mtu' else ''}@node2"

@@ -82,7 +82,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                        direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
                        vxlan_mode=args.vxlan_mode, calico_bpf=args.calico_bpf,
                        bpf_host_source=args.bpf_overlay_host_source_ip)
-        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {_preset(state.preset, state.calico_bpf)} "
+        print(f"lab {state.instance} up: {len(state.nodes)} nodes, "
+              f"{_preset(state.preset, state.calico_bpf, state.bpf_host_source)} "
               f"{state.device} port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":
         lab.down()
@@ -101,7 +102,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _table(status: dict) -> str:
     if not status["up"]:
         return f"lab {status['instance']} is down"
-    head = (f"lab {status['instance']}: {_preset(status['preset'], status.get('calico_bpf'))} {status['device']} "
+    preset = _preset(status["preset"], status.get("calico_bpf"), status.get("bpf_host_source"))
+    head = (f"lab {status['instance']}: {preset} {status['device']} "
             f"port {status['port']} vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}")
     rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
     rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],
@@ -111,6 +113,9 @@ def _table(status: dict) -> str:
     return "\n".join([head, *lines])
 
 
-def _preset(name: str, bpf: bool | None) -> str:
-    """`calico (eBPF)` for felix's eBPF mode: what `up` and `status` print."""
-    return f"{name} (eBPF)" if bpf else name
+def _preset(name: str, bpf: bool | None, host_source: str | None = None) -> str:
+    """`calico (eBPF)` for felix's eBPF mode (`calico (eBPF, HostAddress)` without tunnel addresses on the
+    device): what `up` and `status` print."""
+    if not bpf:
+        return name
+    return f"{name} (eBPF, HostAddress)" if host_source == "HostAddress" else f"{name} (eBPF)"

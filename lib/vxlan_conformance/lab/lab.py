@@ -160,7 +160,7 @@ class Lab:
                   "vtep_ip": n.vtep_ip, "subnet": n.subnet, "sshd_pid": n.sshd_pid,
                   "sshd_alive": proc_start(n.sshd_pid) == n.sshd_start} for n in state.nodes]
         return {"instance": state.instance, "up": True, "preset": state.preset, "calico_bpf": state.calico_bpf,
-                "device": state.device,
+                "bpf_host_source": state.bpf_host_source if state.calico_bpf else None, "device": state.device,
                 "port": state.port, "vni": state.vni, "cluster_view": state.cluster_view,
                 "faults": list(state.faults), "nodes": nodes,
                 "etcd": {"endpoint": state.etcd_endpoint, "pid": state.etcd_pid,

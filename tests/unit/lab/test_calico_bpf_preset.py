@@ -134,6 +134,8 @@ def test_felix_configuration_says_bpf_enabled_and_status_says_ebpf():
     status = {"instance": INSTANCE, "up": True, "preset": "calico", "calico_bpf": True, "device": DEVICE,
               "port": 4789, "vni": 4096, "faults": [], "nodes": []}
     assert cli._table(status).startswith(f"lab {INSTANCE}: calico (eBPF) {DEVICE} port 4789")
+    assert cli._table({**status, "bpf_host_source": "HostAddress"}).startswith(
+        f"lab {INSTANCE}: calico (eBPF, HostAddress) {DEVICE} port 4789")
     assert cli.build_parser().parse_args(["up", "--preset", "calico", "--calico-bpf"]).calico_bpf
 
 
