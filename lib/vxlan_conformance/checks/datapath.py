@@ -267,6 +267,8 @@ def receive_path_cause(run: RunData, a: str, b: str, seen: Arrival) -> Cause | N
                 f"then {b}'s own firewall drops them: {quoted}" + _joined(proof))
     drops = path.rp_filter_drops_delta or 0
     strict = max(path.rp_filter.values(), default=0)
+    if drops > 0 and strict and route_cause(run, b, a):
+        return None  # B has no route back to A's overlay at all, so any rp_filter drops it: B->A names the route
     if drops > 0 and strict:
         modes = ", ".join(f"{k}={v}" for k, v in sorted(path.rp_filter.items()))
         return (("RP_FILTER_DROP",),
@@ -351,13 +353,17 @@ def underlay_mtu_cause(run: RunData, a: str, b: str) -> tuple[tuple[str, ...], s
     facts_a, facts_b = run.facts.get(a), run.facts.get(b)
     if not facts_a or not facts_b or not facts_a.device or not facts_b.underlay or not facts_a.underlay:
         return None
-    needs = (facts_a.device.mtu or 0) + 50
+    model = cni.of_run(run)
+    sends = model.overlay_mtu(run, a) or 0
+    needs = sends + 50
     has = facts_b.underlay.mtu or 0
     if not has or has >= needs or has >= (facts_a.underlay.mtu or 0):
         return None
+    what = (f"{run.overlay['device']} MTU {sends}" if sends == facts_a.device.mtu
+            else f"MTU {sends} on its routes into {run.overlay['device']}")  # Calico eBPF: felix's VXLANMTU
     return (("UNDERLAY_MTU_TOO_SMALL",),
             f"{b}'s underlay interface {facts_b.underlay.name} has MTU {has}, but {a}'s overlay sends frames of "
-            f"up to {needs} bytes ({run.overlay['device']} MTU {facts_a.device.mtu} + 50 bytes VXLAN) and of "
+            f"up to {needs} bytes ({what} + 50 bytes VXLAN) and of "
             f"{facts_a.underlay.mtu} on the underlay: {b}'s NIC drops the bigger ones", has)
 
 
@@ -428,7 +434,10 @@ def _acceptance_cause(run: RunData, a: str, b: str) -> Cause | None:
     if facts_a is not None and facts_a.device is not None and (facts_a.device.mac or "").lower() == mac_b:
         return (("VTEP_MAC_DUPLICATE",),
                 f"{a} and {b} have the same VTEP MAC {mac_b}: {b} drops {a}'s frames as its own")
-    advertised = cni.of_run(run).vtep(run, b).mac
+    model = cni.of_run(run)
+    if model.takes_any_inner_mac(run):  # Calico eBPF: only the kernel's own-source drop above remains
+        return None
+    advertised = model.vtep(run, b).mac
     if advertised and advertised != mac_b:
         return (("VTEP_MAC_MISMATCH",),
                 f"{b} drops frames for its advertised VtepMAC {advertised}: {facts_b.device.name} has {mac_b}")

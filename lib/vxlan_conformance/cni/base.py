@@ -92,6 +92,16 @@ class Cni:
         """Every node as advertised, from the items of each of `view_resources` (resource -> items)."""
         return [self.advertised(item) for item in lists.get("nodes", [])]
 
+    def overlay_mtu(self, run: RunData, host: str) -> int | None:
+        """The largest packet the node's kernel sends into the overlay: its VXLAN device's MTU."""
+        facts = run.facts.get(host)
+        return facts.device.mtu if facts is not None and facts.device is not None else None
+
+    def takes_any_inner_mac(self, run: RunData) -> bool:
+        """Whether a receiver takes decapsulated frames whatever their inner destination MAC (the kernel's
+        VXLAN device drops those not for its own MAC as PACKET_OTHERHOST)."""
+        return False
+
     # -- what a node's device must look like ------------------------------------------------------
     def device_config(self, run: RunData) -> dict[str, object]:
         """The VXLAN device settings every node must have (vtep-config): VNI, port, learning."""

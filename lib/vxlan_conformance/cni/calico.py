@@ -17,7 +17,9 @@ vxlan.calico onlink`) and a /32 per address borrowed from another node's block (
 node's own IPv4Address subnet are routed `via <peer node IP> dev <parent> onlink` (route_mgr.go
 noEncapRoute) while the FDB and neighbour entries stay. VXLANMTU defaults to 1410 before Calico v3.17.0,
 auto (host MTU - 50) since. In eBPF mode (bpfEnabled) the device is flow-based: no FDB entries, no
-VNI/local, its MTU left to the kernel (vxlan_mgr.go:334-340, int_dataplane.go:891-912).
+VNI/local, its MTU left to the kernel (vxlan_mgr.go:334-340, int_dataplane.go:891-912); BPF sets the
+tunnel key per packet (felix/bpf-gpl/fib_co_re.h: VNI OVERLAY_TUNNEL_ID, outer checksum 0) and hands
+what it decapsulates to the host as PACKET_HOST, whatever the inner destination MAC.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ AUTO_MTU_SINCE = (3, 17, 0)
 KINDS = ("ippools", "ipamblocks", "blockaffinities", "felixconfigurations")
 BPF_NA = ("Calico eBPF mode: vxlan.calico is flow-based (felix vxlan_mgr.go:334-340) and felix programs "
           "no FDB entries (vxlan_fdb WithNeighUpdatesOnly); neighbours, routes, underlay and probes are checked")
-NOT_IN_BPF = {"peer-fdb": "no FDB entries to compare", "vtep-config": "a flow-based device has no fixed VNI",
-              "vtep-local": "a flow-based device has no local address",
-              "vtep-mtu": "felix leaves the device MTU to the kernel (int_dataplane.go:909-912)"}
+NOT_IN_BPF = {"peer-fdb": "no FDB entries to compare", "vtep-local": "a flow-based device has no local address",
+              "vtep-mtu": "felix leaves the device MTU to the kernel (int_dataplane.go:909-912)",
+              "checksum-offload-risk": ("BPF sends VXLAN with outer UDP checksum 0 (bpf-gpl/fib_co_re.h "
+                                        "BPF_F_ZERO_CSUM_TX): there is no checksum for the offload to corrupt")}
 
 
 def felix_mac(node_name: str, ipv6: bool = False) -> str:
@@ -123,7 +126,49 @@ class Calico(Cni):
     def not_applicable(self, check: str, run: RunData | None = None) -> str | None:
         if run is not None and check in NOT_IN_BPF and self.bpf_mode(run):
             return f"{BPF_NA}: {NOT_IN_BPF[check]}"
+        if run is not None and check == "datapath" and (where := self.host_address_source(run)):
+            return (f"Calico eBPF mode with FelixConfiguration {where} bpfOverlayHostSourceIP HostAddress: felix puts "
+                    "no tunnel address on vxlan.calico (vxlan_mgr.go:334-340), so no node answers at its VXLAN "
+                    "tunnel address and the overlay cannot be probed; routes and neighbours are still "
+                    "checked")
         return super().not_applicable(check, run)
+
+    def host_address_source(self, run: RunData) -> str | None:
+        """eBPF mode with BPFOverlayHostSourceIP HostAddress (not the default TunnelAddress,
+        felix/config/config_params.go): the FelixConfiguration(s) that say so, else None."""
+        if not self.bpf_mode(run):
+            return None
+        felix = _calico(run).get("felix") or {}
+        named = [("default" if name == "default" else f"node.{name}") for name, spec in sorted(felix.items())
+                 if (spec or {}).get("bpfOverlayHostSourceIP") == "HostAddress"]
+        return ", ".join(named) or None
+
+    def device_config(self, run: RunData) -> dict[str, object]:
+        """eBPF mode: flow-based (external, so id 0), still the configured port and nolearning (vxlan_mgr.go
+        device(): FlowBased, Port; felix recreates a device whose FlowBased differs, vxlanLinksIncompat)."""
+        if self.bpf_mode(run):
+            return {**super().device_config(run), "vni": 0, "external": True}
+        return super().device_config(run)
+
+    def probe_vni(self, run: RunData, host: str) -> int:
+        """eBPF mode: the VNI felix's BPF programs put on the wire, OVERLAY_TUNNEL_ID (bpf-gpl/fib_co_re.h
+        tunnel keys): FelixConfiguration vxlanVNI, 1 when IPIP or WireGuard is enabled too
+        (bpf_ep_mgr.go:616, 700-702). The HEP program passes that VNI from a Calico host without policy
+        (bpf-gpl/nat.h vxlan_attempt_decap); any other meets host-endpoint policy. The flow-based device
+        itself shows no VNI (id 0)."""
+        if not self.bpf_mode(run):
+            return super().probe_vni(run, host)
+        felix = _calico(run).get("felix") or {}
+        specs = [felix.get(self._node_name(run, host)) or {}, felix.get("default") or {}]
+        if any(spec.get(key) is True for spec in specs for key in ("ipipEnabled", "wireguardEnabled")):
+            return 1
+        vni = next((spec["vxlanVNI"] for spec in specs if isinstance(spec.get("vxlanVNI"), int)), None)
+        return vni if vni is not None else int(run.overlay["vni"])
+
+    def takes_any_inner_mac(self, run: RunData) -> bool:
+        """eBPF mode: the program on vxlan.calico hands what it passes to the host as PACKET_HOST
+        (bpf-gpl/fib_co_re.h: `CALI_F_VXLAN && CALI_F_TO_HOST` -> bpf_skb_change_type)."""
+        return self.bpf_mode(run)
 
     def bpf_mode(self, run: RunData) -> bool:
         """FelixConfiguration bpfEnabled, or (no config readable) a flow-based vxlan.calico on any node."""
@@ -150,6 +195,18 @@ class Calico(Cni):
         if parsed is not None and parsed < AUTO_MTU_SINCE:
             return OLD_DEFAULT_MTU, f"Calico {version}: VXLANMTU default 1410 before v3.17.0"
         return None
+
+    def overlay_mtu(self, run: RunData, host: str) -> int | None:
+        """eBPF mode: felix's VXLANMTU, which it puts on its tunnel routes while the device keeps the kernel's
+        MTU (vxlan_mgr.go tunnelRoute, int_dataplane.go:909-912): vxlanMTU, 1410 before v3.17.0, else the
+        host MTU - 50."""
+        if not self.bpf_mode(run):
+            return super().overlay_mtu(run, host)
+        if (configured := self.expected_mtu(run, host)) is not None:
+            return configured[0]
+        facts = run.facts.get(host)
+        underlay = facts.underlay if facts is not None else None
+        return underlay.mtu - VXLAN_MTU_OVERHEAD if underlay is not None and underlay.mtu else None
 
     # -- what A must hold for each peer B --------------------------------------------------------
     def vtep(self, run: RunData, host: str) -> Vtep:

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cilium-version", choices=list(cilium.VERSIONS), default=None,
                     help=f"cilium: the Cilium its cilium-dbg stand-in answers as (default {cilium.DEFAULT_VERSION}; "
                          "1.18: no `bpf tunnel`, the tunnel endpoints are in `bpf ipcache list`)")
+    up.add_argument("--calico-bpf", action="store_true",
+                    help="calico: felix's eBPF dataplane (flow-based vxlan.calico, no FDB; lab/calico_bpf.py)")
+    up.add_argument("--bpf-overlay-host-source-ip", choices=["TunnelAddress", "HostAddress"], default="TunnelAddress",
+                    help="with --calico-bpf: felix's BPFOverlayHostSourceIP (HostAddress: no address on vxlan.calico)")
     up.add_argument("--inventory", default=None, help="inventory path (default inventory/lab.yaml)")
     for name in ("down", "status", "fault"):
         cmd = sub.add_parser(name)
@@ -79,10 +83,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                        inventory_path=inventory, cluster_view=args.cluster_view, flanneld=args.flanneld,
                        etcd_prefix=args.etcd_prefix, public_ip_overwrite=args.public_ip_overwrite,
                        direct_routing=args.direct_routing, underlay_subnets=args.underlay_subnets,
-                       vxlan_mode=args.vxlan_mode, cilium_version=args.cilium_version)
-        version = f" v{state.cilium_version}" if state.cilium_version else ""
-        print(f"lab {state.instance} up: {len(state.nodes)} nodes, {state.preset}{version} {state.device} "
-              f"port {state.port}, inventory {state.inventory_path}")
+                       vxlan_mode=args.vxlan_mode, cilium_version=args.cilium_version, calico_bpf=args.calico_bpf,
+                       bpf_host_source=args.bpf_overlay_host_source_ip)
+        print(f"lab {state.instance} up: {len(state.nodes)} nodes, "
+              f"{_preset(state.preset, state.calico_bpf, state.bpf_host_source, state.cilium_version)} "
+              f"{state.device} port {state.port}, inventory {state.inventory_path}")
     elif args.command == "down":
         lab.down()
         print(f"lab {args.instance} down")
@@ -100,8 +105,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _table(status: dict) -> str:
     if not status["up"]:
         return f"lab {status['instance']} is down"
-    version = f" v{status['cilium_version']}" if status.get("cilium_version") else ""
-    head = (f"lab {status['instance']}: {status['preset']}{version} {status['device']} port {status['port']} "
+    preset = _preset(status["preset"], status.get("calico_bpf"), status.get("bpf_host_source"),
+                     status.get("cilium_version"))
+    head = (f"lab {status['instance']}: {preset} {status['device']} port {status['port']} "
             f"vni {status['vni']}; faults: {', '.join(status['faults']) or 'none'}{_underlay(status)}")
     rows = [("NODE", "ADDRESS", "NETNS", "MAC", "SSHD PID")]
     rows += [(n["name"], n["address"], n["netns"], n["vtep_mac"],
@@ -120,3 +126,13 @@ def _underlay(status: dict) -> str:
     if flanneld and flanneld["version"] != "imitation":
         parts.append(f"flanneld {flanneld['version']} (running on {len(flanneld['alive'])} nodes)")
     return "; " + ", ".join(parts) if parts else ""
+
+
+def _preset(name: str, bpf: bool | None, host_source: str | None = None, cilium_version: str | None = None) -> str:
+    """`calico (eBPF)` for felix's eBPF mode (`calico (eBPF, HostAddress)` without tunnel addresses on the
+    device), `cilium v1.18` for the Cilium the stand-in answers as: what `up` and `status` print."""
+    if cilium_version:
+        return f"{name} v{cilium_version}"
+    if not bpf:
+        return name
+    return f"{name} (eBPF, HostAddress)" if host_source == "HostAddress" else f"{name} (eBPF)"

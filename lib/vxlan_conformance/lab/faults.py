@@ -20,6 +20,18 @@ PAIR_FAULTS = {"blocked-port", "bad-checksum", "stale-fdb", "missing-fdb", "miss
 PRESET_EXCLUDED = {"cilium": {"stale-fdb", "missing-fdb", "vxlan-port", "underlay-mtu", "rp-filter"},
                    "flannel": {"missing-route", "missing-tunnel"},
                    "calico": {"missing-tunnel"}}
+# the calico preset in felix's eBPF mode (lab up --calico-bpf, lab/calico_bpf.py), besides the calico preset's:
+# what felix then never lets happen, per fault the reason from projectcalico/calico's felix
+BPF_EXCLUDED = {
+    "stale-fdb": "felix programs no FDB entries in eBPF mode (felix/vxlanfdb/vxlan_fdb.go WithNeighUpdatesOnly)",
+    "missing-fdb": "felix programs no FDB entries in eBPF mode (felix/vxlanfdb/vxlan_fdb.go WithNeighUpdatesOnly)",
+    "mtu": ("felix leaves vxlan.calico's MTU to the kernel in eBPF mode and puts VXLANMTU on its routes "
+            "(felix/dataplane/linux/int_dataplane.go, vxlan_mgr.go tunnelRoute)"),
+    "bad-checksum": ("the outer UDP checksum is 0 in eBPF mode, there is none to corrupt "
+                     "(felix/bpf-gpl/fib_co_re.h: BPF_F_ZERO_CSUM_TX)"),
+    "rp-filter": ("felix sets rp_filter 0 on all and 2 on the host's interfaces in eBPF mode "
+                  "(felix/dataplane/linux/bpf_ep_mgr.go setRPFilter)"),
+}
 NODE_FAULTS = {"dup-vtep-mac", "dup-machine-id", "wrong-public-ip", "kernel", "random-fully", "offload", "mtu",
                "blackhole", "slow", "no-python", "unprivileged-user", "nm-managed", "hostile", "sudo-user", "mitm",
                "firewall", "vxlan-port", "underlay-mtu", "rp-filter"}
@@ -80,10 +92,14 @@ def parse(spec: str, node_names: list[str]) -> Fault:
     return Fault(spec.strip(), name, value, targets, source)
 
 
-def check_preset(faults: list[Fault], preset: str) -> None:
+def check_preset(faults: list[Fault], preset: str, bpf: bool = False) -> None:
+    """Refuse a fault the preset (with --calico-bpf: felix's eBPF mode) cannot have, in one line."""
     for fault in faults:
         if fault.name in PRESET_EXCLUDED.get(preset, ()):
             raise LabError(f"fault {fault.name!r} does not apply to the {preset} preset")
+        if bpf and fault.name in BPF_EXCLUDED:
+            raise LabError(f"fault {fault.name!r} does not apply to Calico eBPF mode (--calico-bpf): "
+                           f"{BPF_EXCLUDED[fault.name]}")
 
 
 def _check_value(spec: str, name: str, value: str | None) -> None:

@@ -111,7 +111,8 @@ def calico_objects(state: LabState) -> dict[str, dict]:
             "spec": {"cidr": str(plan.POD_NETWORK), "blockSize": plan.CALICO_BLOCK_LEN, "vxlanMode": state.vxlan_mode,
                      "ipipMode": "Never", "natOutgoing": True, "nodeSelector": "all()"}}
     felix = {"apiVersion": group, "kind": "FelixConfiguration", "metadata": {"name": "default"},
-             "spec": {"vxlanVNI": state.vni, "vxlanPort": state.port, "bpfEnabled": False}}
+             "spec": {"vxlanVNI": state.vni, "vxlanPort": state.port, "bpfEnabled": state.calico_bpf,
+                      **({"bpfOverlayHostSourceIP": state.bpf_host_source} if state.calico_bpf else {})}}
     daemonset = {"apiVersion": "apps/v1", "kind": "DaemonSet",
                  "metadata": {"name": "calico-node", "namespace": "kube-system", "labels": {"k8s-app": "calico-node"}},
                  "spec": {"template": {"spec": {"containers": [

@@ -15,7 +15,20 @@ from pathlib import Path
 
 from vxlan_conformance import PROJECT_ROOT
 
-from . import cilium, etcd, fault_rules, inventory_out, kubectl, node_files, overlay, plan, real_flannel, sshd, subnets
+from . import (
+    calico_bpf,
+    cilium,
+    etcd,
+    fault_rules,
+    inventory_out,
+    kubectl,
+    node_files,
+    overlay,
+    plan,
+    real_flannel,
+    sshd,
+    subnets,
+)
 from .errors import LabError
 from .faults import Desired, Fault, check_preset, desired, parse
 from .run import proc_start, require_tools, run
@@ -45,7 +58,8 @@ class Lab:
            faults: Sequence[str] = (), inventory_path: str | None = None,
            cluster_view: str = "kubectl", flanneld: str | None = None, etcd_prefix: str | None = None,
            public_ip_overwrite: Sequence[str] = (), direct_routing: bool = False, underlay_subnets: int = 1,
-           vxlan_mode: str = "Always", cilium_version: str | None = None) -> LabState:
+           vxlan_mode: str = "Always", cilium_version: str | None = None, calico_bpf: bool = False,
+           bpf_host_source: str = "TunnelAddress") -> LabState:
         """Build a fresh lab (tearing down whatever this instance had) and return its state."""
         preflight()
         plan.check_node_count(nodes)
@@ -57,6 +71,12 @@ class Lab:
         if flanneld and preset != "flannel":
             raise LabError("--flanneld runs flannel: use it with --preset flannel")
         cilium.check_version(cilium_version, preset)
+        if calico_bpf and preset != "calico":
+            raise LabError("--calico-bpf is felix's eBPF dataplane: use it with --preset calico")
+        if bpf_host_source not in ("TunnelAddress", "HostAddress"):
+            raise LabError(f"unknown BPFOverlayHostSourceIP {bpf_host_source!r}: use TunnelAddress or HostAddress")
+        if bpf_host_source != "TunnelAddress" and not calico_bpf:
+            raise LabError("--bpf-overlay-host-source-ip is felix's eBPF mode setting: use it with --calico-bpf")
         real_flannel.check_options(bool(flanneld), nodes, etcd_prefix, public_ip_overwrite, direct_routing)
         if direct_routing:  # flannel's DirectRouting shows only where some peers are on another subnet
             underlay_subnets = subnets.MAX_SUBNETS
@@ -66,12 +86,13 @@ class Lab:
             raise LabError(f"port {port} out of range: use 1..65535")
         names = [plan.node_name(i) for i in range(1, nodes + 1)]
         parsed = [parse(spec, names) for spec in faults]
-        check_preset(parsed, chosen.name)
+        check_preset(parsed, chosen.name, calico_bpf)
         if flanneld:
             real_flannel.check_faults(parsed)
         with self._lock():
             self._down()
             state = self._new_state(nodes, chosen, port, inventory_path, cluster_view)
+            state.calico_bpf, state.bpf_host_source = calico_bpf, bpf_host_source
             _split_underlay(state, underlay_subnets, vxlan_mode)
             if chosen.name == "cilium":
                 state.cilium_version = cilium_version or cilium.DEFAULT_VERSION
@@ -98,7 +119,7 @@ class Lab:
             state = self._require_up()
             names = [n.name for n in state.nodes]
             new = [parse(spec, names) for spec in specs]
-            check_preset(new, state.preset)
+            check_preset(new, state.preset, state.calico_bpf)
             current = [parse(spec, names) for spec in state.faults]
             # faults outside the VXLAN device (blackhole, slow, firewalls) leave it alone, so they can
             # hit a running suite without re-creating every node's device under its agents
@@ -141,7 +162,8 @@ class Lab:
         nodes = [{"name": n.name, "address": n.address, "netns": n.netns, "vtep_mac": n.vtep_mac,
                   "vtep_ip": n.vtep_ip, "subnet": n.subnet, "sshd_pid": n.sshd_pid,
                   "sshd_alive": proc_start(n.sshd_pid) == n.sshd_start} for n in state.nodes]
-        return {"instance": state.instance, "up": True, "preset": state.preset, "device": state.device,
+        return {"instance": state.instance, "up": True, "preset": state.preset, "calico_bpf": state.calico_bpf,
+                "bpf_host_source": state.bpf_host_source if state.calico_bpf else None, "device": state.device,
                 "port": state.port, "vni": state.vni, "cluster_view": state.cluster_view,
                 "cilium_version": state.cilium_version,
                 "faults": list(state.faults), "nodes": nodes,
@@ -354,6 +376,11 @@ def _split_underlay(state: LabState, count: int, vxlan_mode: str) -> None:
 
 
 def _program_overlay(state: LabState, want: Desired, fresh: bool) -> None:
+    if state.calico_bpf:  # felix's eBPF mode: flow-based device, tc standing in for its BPF programs
+        calico_bpf.program(state.instance, want, state.nodes, state.vni, state.port, fresh,
+                           subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode,
+                           tunnel_address=state.bpf_host_source == "TunnelAddress")
+        return
     overlay.program(state.instance, want, state.nodes, state.device, state.vni, state.port, fresh=fresh,
                     preset=state.preset, subnet_count=state.underlay_subnets, vxlan_mode=state.vxlan_mode)
 

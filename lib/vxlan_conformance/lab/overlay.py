@@ -98,7 +98,7 @@ def overlay_lines(want: Desired, node: LabNode, nodes: list[LabNode], device: st
 
 
 def calico_routes(want: Desired, node: LabNode, nodes: list[LabNode], device: str,
-                  direct: frozenset[str] = frozenset()) -> list[str]:
+                  direct: frozenset[str] = frozenset(), mtu: int | None = None) -> list[str]:
     """felix's routes (projectcalico/calico felix/dataplane/linux/vxlan_mgr.go tunnelRoute, route_mgr.go
     blackholeRoutes, felix/calc/l3_route_resolver.go routesFromBlock): every remote IPAM block via the
     owner's tunnel address onlink (proto boot, the DeviceRouteProtocol default), a /32 for an address
@@ -106,7 +106,8 @@ def calico_routes(want: Desired, node: LabNode, nodes: list[LabNode], device: st
     (CrossSubnet, same subnet) gets its blocks via its node IP on the parent interface instead:
     route_mgr.go noEncapRoute, a TargetTypeNoEncap (routetable/defs.go: RTNH_F_ONLINK) with GW = the
     peer's node IP and felix's route protocol (calculateRouteProtocol: 80 while DeviceRouteProtocol is
-    the default RTPROT_BOOT). The missing-route fault leaves out every route to the peer's addresses."""
+    the default RTPROT_BOOT). `mtu`: felix's VXLANMTU on the tunnel routes (eBPF mode, lab/calico_bpf.py).
+    The missing-route fault leaves out every route to the peer's addresses."""
     index = {n.name: i for i, n in enumerate(nodes, 1)}
     lines = []
 
@@ -117,7 +118,8 @@ def calico_routes(want: Desired, node: LabNode, nodes: list[LabNode], device: st
             lines.append(f"route replace {cidr} via {want.locals[peer.name]} dev eth0 onlink "
                          f"proto {plan.CALICO_LOCAL_BLOCK_PROTO}")
         else:
-            lines.append(f"route add {cidr} via {peer.vtep_ip} dev {device} onlink proto {RTPROT_BOOT}")
+            lines.append(f"route add {cidr} via {peer.vtep_ip} dev {device} onlink proto {RTPROT_BOOT}"
+                         + (f" mtu {mtu}" if mtu else ""))
 
     for peer in nodes:
         for block in plan.calico_blocks(index[peer.name]):

@@ -50,6 +50,8 @@ class LabState:
     underlay_subnets: int = 1  # lab up --underlay-subnets: nodes on this many routed subnets (subnets.py)
     vxlan_mode: str = "Always"  # calico: the IPPool's vxlanMode (lab up --vxlan-mode)
     cilium_version: str = ""  # cilium: the version its cilium-dbg stand-in answers as (lab up --cilium-version)
+    calico_bpf: bool = False  # calico: felix in eBPF mode (lab up --calico-bpf, lab/calico_bpf.py)
+    bpf_host_source: str = "TunnelAddress"  # its BPFOverlayHostSourceIP (lab up --bpf-overlay-host-source-ip)
 
     def node(self, name: str) -> LabNode:
         for node in self.nodes:

@@ -211,3 +211,17 @@ def test_an_echo_probe_that_never_reaches_the_receiver_is_blamed_on_the_way():
 def test_the_underlay_mtu_code_says_why_the_reverse_direction_may_pass():
     what = catalog.info("UNDERLAY_MTU_TOO_SMALL").what
     assert "Only the direction into {peer} fails" in what and "{peer}->{node} may pass" in what
+
+
+def test_rp_filter_drops_at_a_receiver_without_a_route_back_name_its_route_not_rp_filter():
+    """A Calico eBPF lab (felix sets rp_filter 2 on vxlan.calico, bpf_ep_mgr.go) with
+    missing-route@node3->node1: node3 has no route back to node1's pods, so its loose rp_filter drops node1's
+    decapsulated probes. The fault is node3's route: named once, on node3->node1; node1->node3 passes with
+    a note that says so (it said RP_FILTER_DROP, whose fix - loose mode - was already in place)."""
+    run = RunData.load(FIXTURES / "calico-bpf-missing-route-node3-node1.json")
+    assert run.mesh["node1->node3"].receive_path.rp_filter_drops_delta > 0
+    assert run.mesh["node1->node3"].receive_path.rp_filter["vxlan.calico"] == 2
+    results = {f"{a}->{b}": diagnose(run, a, b) for a, b in run.pairs()}
+    assert {p: r.codes for p, r in results.items() if not r.passed} == {"node3->node1": ("ROUTE_MISSING",)}
+    note = results["node1->node3"].note
+    assert "answers are lost on node3->node1" in note and "node3 has no 100.64.1.0/26 via 100.64.1.0" in note

@@ -11,11 +11,11 @@ import subprocess
 import pytest
 
 from tests.unit.builders import CALICO_NODES, calico_facts
-from vxlan_conformance.checks import peers, vtep
+from vxlan_conformance.checks import datapath, kernel, peers, vtep
 from vxlan_conformance.cni import calico
 from vxlan_conformance.collect import cluster_view as cv
 from vxlan_conformance.model.facts import NodeFacts
-from vxlan_conformance.model.records import FdbEntry, VxlanDevice
+from vxlan_conformance.model.records import FdbEntry, Interface, VxlanDevice
 from vxlan_conformance.model.rundata import RunData
 
 CALICO = calico.Calico()
@@ -224,10 +224,101 @@ def test_ebpf_mode_skips_what_does_not_apply_and_checks_the_rest():
     run = run_of(view_output(felix={"bpfEnabled": True}), facts)
     got = results(run)
     skipped = {k.split()[0] for k, v in got.items() if v[1]}
-    assert skipped == {"peer-fdb", "vtep-config", "vtep-local", "vtep-mtu"}
+    assert skipped == {"peer-fdb", "vtep-local", "vtep-mtu"}   # vtep-config: flow-based, port, nolearning
     assert all("eBPF" in v[1] for v in got.values() if v[1])
     assert {k: v for k, v in got.items() if v[0]} == {}
     facts = {h: calico_facts(h) for h in NODES}
     facts["node1"].routes = []
     assert peers.route(run_of(view_output(felix={"bpfEnabled": True}), facts), "node1", "node2").codes == (
         "ROUTE_MISSING",)
+
+
+def bpf_facts() -> dict[str, NodeFacts]:
+    """Nodes as felix in eBPF mode leaves them: flow-based vxlan.calico (id 0, no local), no FDB."""
+    facts = {h: calico_facts(h) for h in NODES}
+    for f in facts.values():
+        f.fdb = []
+        f.device = VxlanDevice("vxlan.calico", mac=f.device.mac, vni=0, port=4789, external=True, mtu=1500,
+                               up=True, learning=False, kind="vxlan")
+    return facts
+
+
+@pytest.mark.parametrize(("felix", "vni"), [
+    ({"bpfEnabled": True}, 4096),                                  # the inventory's / Calico's default VNI
+    ({"bpfEnabled": True, "vxlanVNI": 7777}, 7777),                # FelixConfiguration vxlanVNI
+    ({"bpfEnabled": True, "vxlanVNI": 7777, "wireguardEnabled": True}, 1),   # bpf_ep_mgr.go:700-702
+    ({"bpfEnabled": False, "vxlanVNI": 4096}, 0),                   # iptables mode: the device's own VNI
+])
+def test_probes_carry_the_vni_felix_bpf_puts_on_the_wire(felix, vni):
+    """In eBPF mode the device shows id 0, but BPF sends OVERLAY_TUNNEL_ID and only that VNI from a Calico
+    host passes the HEP program without policy: the runner's raw frames must carry it."""
+    run = run_of(view_output(felix=felix), bpf_facts())
+    assert CALICO.probe_vni(run, "node2") == vni
+
+
+def test_ebpf_mode_skips_the_checksum_offload_risk():
+    """Seed 004's bug corrupts outer checksums; felix's BPF sends them as 0 (BPF_F_ZERO_CSUM_TX)."""
+    facts = bpf_facts()
+    facts["node1"].kernel_release = "3.10.0-1127.el7.x86_64"
+    facts["node1"].offloads = {"tx-checksum-ip-generic": "on"}
+    result = kernel.offload_risk(run_of(view_output(felix={"bpfEnabled": True}), facts), "node1")
+    assert not result.codes and "BPF_F_ZERO_CSUM_TX" in result.skipped and "eBPF" in result.skipped
+
+
+def test_ebpf_receivers_take_any_inner_mac_but_not_their_own_as_source():
+    """BPF hands decapsulated frames to the host as PACKET_HOST, so a device MAC other than the advertised
+    one drops nothing in eBPF mode; the kernel still drops frames whose source is its own MAC."""
+    facts = bpf_facts()
+    facts["node2"].device.mac = "66:00:00:00:00:02"
+    run = run_of(view_output(felix={"bpfEnabled": True}), facts)
+    assert datapath._acceptance_cause(run, "node1", "node2") is None
+    facts["node1"].device.mac = "66:00:00:00:00:02"
+    assert datapath._acceptance_cause(run, "node1", "node2")[0] == ("VTEP_MAC_DUPLICATE",)
+    iptables = {h: calico_facts(h) for h in NODES}
+    iptables["node2"].device.mac = "66:00:00:00:00:02"
+    assert datapath._acceptance_cause(run_of(view_output(), iptables), "node1", "node2")[0] == (
+        "VTEP_MAC_MISMATCH",)
+
+
+def test_ebpf_mode_wants_a_flow_based_device_on_the_configured_port():
+    """felix recreates vxlan.calico when FlowBased differs (vxlan_mgr.go vxlanLinksIncompat): a device left
+    from iptables mode, or on another port, is named; the flow-based device's id 0 is no VNI mismatch."""
+    facts = bpf_facts()
+    run = run_of(view_output(felix={"bpfEnabled": True}), facts)
+    assert vtep.config_consistent(run, "node1").passed
+    facts["node2"].device = calico_facts("node2").device                    # vxlan id 4096 local ... dev eth0
+    facts["node3"].device.port = 8475
+    assert vtep.config_consistent(run, "node2").codes == ("CONFIG_INCONSISTENT",)
+    assert "external False (expected True)" in vtep.config_consistent(run, "node2").message
+    assert "port 8475 (expected 4789)" in vtep.config_consistent(run, "node3").message
+
+
+def test_ebpf_underlay_mtu_counts_felix_route_mtu_not_the_device_mtu():
+    """In eBPF mode vxlan.calico keeps the kernel's 1500 while felix's routes carry VXLANMTU 1450: a peer
+    whose NIC takes 1400 drops frames of up to 1500 bytes, not 1550."""
+    facts = bpf_facts()
+    facts["node2"].underlay = Interface("eth0", mtu=1400)
+    run = run_of(view_output(felix={"bpfEnabled": True}), facts)
+    codes, text, mtu = datapath.underlay_mtu_cause(run, "node1", "node2")
+    assert codes == ("UNDERLAY_MTU_TOO_SMALL",) and mtu == 1400
+    assert "sends frames of up to 1500 bytes (MTU 1450 on its routes into vxlan.calico + 50 bytes VXLAN)" in text
+    iptables = {h: calico_facts(h) for h in NODES}
+    iptables["node2"].underlay = Interface("eth0", mtu=1400)
+    assert "(vxlan.calico MTU 1450 + 50 bytes VXLAN)" in datapath.underlay_mtu_cause(
+        run_of(view_output(), iptables), "node1", "node2")[1]
+
+
+def test_ebpf_host_address_mode_cannot_probe_the_overlay_and_says_why():
+    """bpfOverlayHostSourceIP HostAddress: felix leaves vxlan.calico without the tunnel address, so the mesh
+    has no overlay address to ping on any node; the datapath is one skip with the reason, not MESH_FAILED."""
+    facts = bpf_facts()
+    for f in facts.values():
+        f.addresses = [a for a in f.addresses if a.dev != "vxlan.calico"]
+    run = run_of(view_output(felix={"bpfEnabled": True, "bpfOverlayHostSourceIP": "HostAddress"}), facts)
+    reason = CALICO.not_applicable("datapath", run)
+    assert "FelixConfiguration default bpfOverlayHostSourceIP HostAddress" in reason
+    assert datapath.diagnose(run, "node1", "node2").skipped == reason
+    assert peers.route(run, "node1", "node2").passed and peers.neighbour(run, "node1", "node2").passed
+    for felix in ({"bpfEnabled": True}, {"bpfEnabled": True, "bpfOverlayHostSourceIP": "TunnelAddress"},
+                  {"bpfEnabled": False, "bpfOverlayHostSourceIP": "HostAddress"}):
+        assert CALICO.not_applicable("datapath", run_of(view_output(felix=felix), bpf_facts())) is None
