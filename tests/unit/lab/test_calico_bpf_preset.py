@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.lab.test_calico_crosssubnet_preset import DEVICE, INSTANCE, NAMES
+from tests.unit.lab.test_calico_crosssubnet_preset import nodes as crosssubnet_nodes
 from vxlan_conformance.lab import calico_bpf, cli, kubectl, plan, subnets
 from vxlan_conformance.lab.errors import LabError
 from vxlan_conformance.lab.faults import BPF_EXCLUDED, check_preset, desired, parse
 from vxlan_conformance.lab.state import LabNode, LabState
 
-INSTANCE = 6
-NAMES = ["node1", "node2", "node3", "node4"]
-DEVICE = "vxlan.calico"
-
 
 def nodes(count: int = 1) -> list[LabNode]:
-    return [LabNode(name=n, address=subnets.node_address(INSTANCE, i, count), netns=plan.netns_name(INSTANCE, n),
-                    vtep_mac=plan.felix_mac(n), vtep_ip=plan.vtep_ip(i), subnet=str(plan.subnet(i)),
-                    base_mac=plan.felix_mac(n), eth_mac=f"02:00:00:00:00:0{i}")
-            for i, n in enumerate(NAMES, 1)]
+    """The four calico nodes on one underlay subnet unless told otherwise."""
+    return crosssubnet_nodes(count)
 
 
 def script(name: str, faults=(), count: int = 1, mode: str = "Always", fresh: bool = True) -> str:
