@@ -68,9 +68,7 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
     subject = f"{a}->{b}"
     evidence = run.mesh.get(subject)
     values = {"node": a, "peer": b, "device": run.overlay["device"], "port": run.overlay["port"],
-              "probe_port": run.overlay.get("probe_port"), "address": run.addresses[b],
-              "peer_address": run.addresses[b], "peer_mac": cni.of_run(run).vtep(run, b).mac,
-              "nic": _underlay_name(run, a)}
+              "probe_port": run.overlay.get("probe_port"), "address": run.addresses[b]}
     if evidence is None:
         why = "; ".join(f"{h}: {run.mesh_excluded[h]}" for h in (a, b) if h in run.mesh_excluded)
         return CheckResult(subject, ("MESH_FAILED",),
@@ -97,6 +95,7 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            f"not be fragmented ({evidence.df_probe.error or 'no reply'})",
                            evidence=text, values={**values, "mtu": size})
     if cause := forward_cause(run, a, b):
+        values.update(_fix_values(run, a, b))
         extra = _sender_offloads(run, a) if "OUTER_CHECKSUM_BAD" in cause[0] else ""
         if "VTEP_DOWN" in cause[0]:  # the remediation is for the node whose device is down
             values["node"] = next(h for h in (a, b) if _down(run, h))
@@ -126,7 +125,14 @@ def diagnose(run: RunData, a: str, b: str) -> CheckResult:
                            + _echo_death(run, a, b), evidence=text, values=values)
     return CheckResult(subject, ("OVERLAY_UNREACHABLE",),
                        f"{a} cannot reach {b} over the overlay and no more specific cause was found",
-                       evidence=text, values=values)
+                       evidence=text, values={**values, **_fix_values(run, a, b)})
+
+
+def _fix_values(run: RunData, a: str, b: str) -> dict[str, str | None]:
+    """What the fix texts of a forward cause name beyond the pair: B's address and VTEP MAC, A's NIC.
+    Worked out for failures only: diagnose runs once per pair, and most pairs pass."""
+    return {"peer_address": run.addresses[b], "peer_mac": cni.of_run(run).vtep(run, b).mac,
+            "nic": _underlay_name(run, a)}
 
 
 def forward_cause(run: RunData, a: str, b: str) -> Cause | None:
