@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vxlan_conformance.model.advertised import Advertised
+from vxlan_conformance.model.facts import tunnel_table
 from vxlan_conformance.model.rundata import RunData
 
 
@@ -54,7 +55,7 @@ class PeerPlan:
     @property
     def tunnel_table(self) -> str:
         """What the tunnel endpoints were read from, for messages: Cilium's tunnel map or (v1.18+) its ipcache."""
-        return "ipcache" if " ipcache " in f" {self.tunnel_read} " else "tunnel map"
+        return tunnel_table(self.tunnel_read)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from vxlan_conformance.collect.parsers import bridge_fdb, ethtool, ifconfig, iproute, netfilter, procfs, systemd
-from vxlan_conformance.model.facts import NodeFacts
+from vxlan_conformance.model.facts import NodeFacts, tunnel_table
 from vxlan_conformance.model.records import (
     Interface,
     MacPolicy,
@@ -308,7 +308,7 @@ class _Collector:
         if section.rc == 0 and section.body.startswith(_SKIPPED):
             self.facts.notes.append(f"section tunnel: {section.body.strip().removeprefix(_SKIPPED + ': ')}")
             return
-        ipcache = " ipcache " in f" {self.facts.tunnel_source} "
+        ipcache = tunnel_table(self.facts.tunnel_source) == "ipcache"
         self.facts.tunnel_map = self._guard("tunnel", _ipcache_tunnels if ipcache else _tunnel_map, None)
 
     def _body(self, name: str) -> str | None:

@@ -22,6 +22,12 @@ from vxlan_conformance.model.records import (
 )
 
 
+def tunnel_table(command: str | None) -> str:
+    """Which of Cilium's tables a tunnel-endpoint listing command read: "ipcache" (`bpf ipcache list`,
+    v1.18+) or "tunnel map" (`bpf tunnel list`)."""
+    return "ipcache" if " ipcache " in f" {command or ''} " else "tunnel map"
+
+
 @dataclass
 class NodeFacts:
     """What one node really has; JSON round-trippable with to_dict()/from_dict()."""
